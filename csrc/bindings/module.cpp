@@ -1,0 +1,181 @@
+// The private extension module fusedrnn._C: NumPy arrays -> params structs, GIL released.
+// Python (functional.py) has already checked every shape and dtype and allocated every output;
+// the checks here only guard against a caller that bypasses it (wrong dtype, non-contiguous or
+// read-only buffers, wrong sizes would otherwise be memory errors).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "../cpu/kernels.h"
+
+namespace py = pybind11;
+using namespace fusedrnn;
+
+namespace {
+
+template <class S>
+py::array checked(const py::object& obj, const char* name, index_t size, bool writable) {
+  if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a NumPy array");
+  auto arr = py::reinterpret_borrow<py::array>(obj);
+  if (!arr.dtype().is(py::dtype::of<S>()))
+    throw py::type_error(std::string(name) + " must have dtype " + std::string(py::str(py::dtype::of<S>())));
+  if (!(arr.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
+  if (writable && !arr.writeable()) throw py::value_error(std::string(name) + " must be writable");
+  if (static_cast<index_t>(arr.size()) != size)
+    throw py::value_error(std::string(name) + " must have " + std::to_string(size) + " elements, got " +
+                          std::to_string(arr.size()));
+  return arr;
+}
+
+template <class S>
+const S* in(const py::object& obj, const char* name, index_t size) {
+  if (obj.is_none()) return nullptr;
+  return static_cast<const S*>(checked<S>(obj, name, size, false).data());
+}
+
+template <class S>
+S* out(const py::object& obj, const char* name, index_t size) {
+  if (obj.is_none()) return nullptr;
+  return static_cast<S*>(checked<S>(obj, name, size, true).mutable_data());
+}
+
+int gates_of(CellKind cell) {
+  switch (cell) {
+    case CellKind::lstm: return 4;
+    case CellKind::gru: return 3;
+    default: return 1;
+  }
+}
+
+Sizes sizes(index_t T, index_t B, index_t I, index_t H, bool reverse, const py::object& lengths) {
+  Sizes n;
+  n.T = T;
+  n.B = B;
+  n.I = I;
+  n.H = H;
+  n.reverse = reverse;
+  if (!lengths.is_none()) n.lengths = in<std::int64_t>(lengths, "lengths", B);
+  return n;
+}
+
+template <class S>
+void forward_typed(CellKind cell, const Sizes& n, const py::object& x, const py::object& h0, const py::object& c0,
+                   const py::object& w_ih, const py::object& w_hh, const py::object& b_ih,
+                   const py::object& b_hh, const py::object& y, const py::object& h_n, const py::object& c_n,
+                   const py::object& gates, const py::object& h_prev, const py::object& c_prev,
+                   const py::object& aux) {
+  const index_t T = n.T, B = n.B, I = n.I, H = n.H, GH = gates_of(cell) * H;
+  const bool lstm = cell == CellKind::lstm;
+  ForwardParams<S> p;
+  p.n = n;
+  p.x = in<S>(x, "x", T * B * I);
+  p.h0 = in<S>(h0, "h0", B * H);
+  p.c0 = in<S>(c0, "c0", B * H);
+  p.w_ih = in<S>(w_ih, "weight_ih", GH * I);
+  p.w_hh = in<S>(w_hh, "weight_hh", GH * H);
+  p.b_ih = in<S>(b_ih, "bias_ih", GH);
+  p.b_hh = in<S>(b_hh, "bias_hh", GH);
+  p.y = out<S>(y, "y", T * B * H);
+  p.h_n = out<S>(h_n, "h_n", B * H);
+  p.c_n = out<S>(c_n, "c_n", B * H);
+  p.gates = out<S>(gates, "gates", T * B * GH);
+  p.h_prev = out<S>(h_prev, "h_prev", T * B * H);
+  p.c_prev = out<S>(c_prev, "c_prev", T * B * H);
+  p.aux = out<S>(aux, "aux", T * B * H);
+  if (!p.x || !p.h0 || !p.w_ih || !p.w_hh || !p.b_ih || !p.b_hh || !p.y || !p.h_n || !p.gates ||
+      (lstm && (!p.c0 || !p.c_n)) || (p.h_prev && lstm && !p.c_prev) ||
+      (p.h_prev && cell == CellKind::gru && !p.aux))
+    throw py::value_error("forward: a required array is missing");
+  py::gil_scoped_release release;
+  cpu::forward<S>(cell, p);
+}
+
+template <class S>
+void backward_typed(CellKind cell, const Sizes& n, const py::object& x, const py::object& w_ih,
+                    const py::object& w_hh, const py::object& gates, const py::object& h_prev,
+                    const py::object& c_prev, const py::object& aux, const py::object& dy, const py::object& dh_n,
+                    const py::object& dc_n, const py::object& dx, const py::object& dh0, const py::object& dc0,
+                    const py::object& dw_ih, const py::object& dw_hh, const py::object& db_ih,
+                    const py::object& db_hh, const py::object& dgates, const py::object& dgates_rec) {
+  const index_t T = n.T, B = n.B, I = n.I, H = n.H, GH = gates_of(cell) * H;
+  const bool lstm = cell == CellKind::lstm, gru = cell == CellKind::gru;
+  BackwardParams<S> p;
+  p.n = n;
+  p.x = in<S>(x, "x", T * B * I);
+  p.w_ih = in<S>(w_ih, "weight_ih", GH * I);
+  p.w_hh = in<S>(w_hh, "weight_hh", GH * H);
+  p.gates = in<S>(gates, "gates", T * B * GH);
+  p.h_prev = in<S>(h_prev, "h_prev", T * B * H);
+  p.c_prev = in<S>(c_prev, "c_prev", T * B * H);
+  p.aux = in<S>(aux, "aux", T * B * H);
+  p.dy = in<S>(dy, "dy", T * B * H);
+  p.dh_n = in<S>(dh_n, "dh_n", B * H);
+  p.dc_n = in<S>(dc_n, "dc_n", B * H);
+  p.dx = out<S>(dx, "dx", T * B * I);
+  p.dh0 = out<S>(dh0, "dh0", B * H);
+  p.dc0 = out<S>(dc0, "dc0", B * H);
+  p.dw_ih = out<S>(dw_ih, "dweight_ih", GH * I);
+  p.dw_hh = out<S>(dw_hh, "dweight_hh", GH * H);
+  p.db_ih = out<S>(db_ih, "dbias_ih", GH);
+  p.db_hh = out<S>(db_hh, "dbias_hh", GH);
+  p.dgates = out<S>(dgates, "dgates", T * B * GH);
+  p.dgates_rec = out<S>(dgates_rec, "dgates_rec", T * B * GH);
+  if (!p.x || !p.w_ih || !p.w_hh || !p.gates || !p.h_prev || !p.dy || !p.dh_n || !p.dx || !p.dh0 || !p.dw_ih ||
+      !p.dw_hh || !p.db_ih || !p.db_hh || !p.dgates || (lstm && (!p.c_prev || !p.dc_n || !p.dc0)) ||
+      (gru && (!p.aux || !p.dgates_rec)))
+    throw py::value_error("backward: a required array is missing");
+  py::gil_scoped_release release;
+  cpu::backward<S>(cell, p);
+}
+
+bool is_float64(const py::object& x) {
+  return py::isinstance<py::array>(x) && py::reinterpret_borrow<py::array>(x).dtype().is(py::dtype::of<double>());
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fusedrnn's compiled kernels (private: use fusedrnn.functional)";
+
+  py::enum_<CellKind>(m, "CellKind")
+      .value("rnn_tanh", CellKind::rnn_tanh)
+      .value("rnn_relu", CellKind::rnn_relu)
+      .value("lstm", CellKind::lstm)
+      .value("gru", CellKind::gru);
+
+  m.def(
+      "forward",
+      [](CellKind cell, index_t T, index_t B, index_t I, index_t H, bool reverse, const py::object& lengths, const py::object& x,
+         const py::object& h0, const py::object& c0, const py::object& w_ih, const py::object& w_hh,
+         const py::object& b_ih, const py::object& b_hh, const py::object& y, const py::object& h_n,
+         const py::object& c_n, const py::object& gates, const py::object& h_prev, const py::object& c_prev,
+         const py::object& aux) {
+        const Sizes n = sizes(T, B, I, H, reverse, lengths);
+        auto f = is_float64(x) ? forward_typed<double> : forward_typed<float>;
+        f(cell, n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, y, h_n, c_n, gates, h_prev, c_prev, aux);
+      },
+      py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("reverse"),
+      py::arg("lengths"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("weight_ih"), py::arg("weight_hh"),
+      py::arg("bias_ih"), py::arg("bias_hh"), py::arg("y"), py::arg("h_n"), py::arg("c_n"), py::arg("gates"),
+      py::arg("h_prev"), py::arg("c_prev"), py::arg("aux"));
+
+  m.def(
+      "backward",
+      [](CellKind cell, index_t T, index_t B, index_t I, index_t H, bool reverse, const py::object& lengths, const py::object& x,
+         const py::object& w_ih, const py::object& w_hh, const py::object& gates, const py::object& h_prev,
+         const py::object& c_prev, const py::object& aux, const py::object& dy, const py::object& dh_n,
+         const py::object& dc_n, const py::object& dx, const py::object& dh0, const py::object& dc0,
+         const py::object& dw_ih, const py::object& dw_hh, const py::object& db_ih, const py::object& db_hh,
+         const py::object& dgates, const py::object& dgates_rec) {
+        const Sizes n = sizes(T, B, I, H, reverse, lengths);
+        auto f = is_float64(x) ? backward_typed<double> : backward_typed<float>;
+        f(cell, n, x, w_ih, w_hh, gates, h_prev, c_prev, aux, dy, dh_n, dc_n, dx, dh0, dc0, dw_ih, dw_hh, db_ih,
+          db_hh, dgates, dgates_rec);
+      },
+      py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("reverse"),
+      py::arg("lengths"), py::arg("x"), py::arg("weight_ih"), py::arg("weight_hh"), py::arg("gates"),
+      py::arg("h_prev"), py::arg("c_prev"), py::arg("aux"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
+      py::arg("dx"), py::arg("dh0"), py::arg("dc0"), py::arg("dweight_ih"), py::arg("dweight_hh"),
+      py::arg("dbias_ih"), py::arg("dbias_hh"), py::arg("dgates"), py::arg("dgates_rec"));
+}

@@ -1,0 +1,79 @@
+"""Argument checks shared by the functional layer and the layer classes.
+
+Every check raises ``TypeError`` (wrong kind of value) or ``ValueError`` (wrong shape or value)
+with a message that names the argument and says what was expected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def kernel_dtype(dtype: Any) -> np.dtype:
+    """Return ``dtype`` as a NumPy dtype if the compiled kernels support it (float32/float64)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from exc
+    if dt not in KERNEL_DTYPES:
+        raise TypeError(
+            f"dtype must be float32 or float64, got {dt} (fusedrnn.reference handles other float dtypes)"
+        )
+    return dt
+
+
+def float_array(value: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
+    """``value`` as a floating-point ndarray (cast to ``dtype`` if given); never a copy unless needed."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a floating-point array, got {type(value).__name__}")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a floating-point array, got {type(value).__name__}") from exc
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating-point array, got dtype {arr.dtype}")
+    if dtype is not None and arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    return arr
+
+
+def shape(arr: np.ndarray, name: str, expected: tuple[int, ...], letters: str = "") -> None:
+    """Raise ``ValueError`` unless ``arr.shape == expected``."""
+    if arr.shape != tuple(expected):
+        what = f"{tuple(expected)}" + (f" {letters}" if letters else "")
+        raise ValueError(f"{name} must have shape {what}, got {arr.shape}")
+
+
+def lengths_array(lengths: Any, T: int, B: int) -> np.ndarray | None:
+    """Per-sequence lengths as a contiguous int64 array of shape (B,), values in [1, T]."""
+    if lengths is None:
+        return None
+    arr = np.asarray(lengths)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"lengths must be integers, got dtype {arr.dtype}")
+    if arr.shape != (B,):
+        raise ValueError(f"lengths must have shape ({B},) (one per sequence), got {arr.shape}")
+    if B and (arr.min() < 1 or arr.max() > T):
+        raise ValueError(f"lengths must lie in [1, {T}] (T = {T}), got values from {arr.min()} to {arr.max()}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """``np.empty`` that reports any unsatisfiable size as ``MemoryError``."""
+    try:
+        return np.empty(shape, dtype)
+    except ValueError as exc:  # NumPy: "array is too big"
+        raise MemoryError(f"cannot allocate an array of shape {shape} and dtype {dtype}") from exc

@@ -1,0 +1,344 @@
+"""One layer, one direction, every array explicit: the compiled CPU kernels.
+
+The six functions here have the signatures of :mod:`fusedrnn.reference` (see
+``docs/functional-contract.md``) and run in float32 or float64, the dtype of ``weight_ih``; the
+other arrays are cast to it. Letters: T steps, B batch, I input size, H hidden size, G gates
+(RNN 1, LSTM 4 in order i f g o, GRU 3 in order r z n).
+
+Shapes: ``x (T, B, I)``, states ``(B, H)``, ``weight_ih (G*H, I)``, ``weight_hh (G*H, H)``,
+biases ``(G*H,)`` or both ``None``, ``y`` and ``dy (T, B, H)``, ``lengths`` integers ``(B,)`` in
+``[1, T]``. Steps ``t >= lengths[b]`` are padding: ``y`` is 0 there, the state is unchanged, a
+reversed sequence starts at its last real step, and ``dy`` there is never read.
+
+Empty sizes: ``T = 0`` gives an empty ``y`` and ``h_n = h0`` (gradients: ``dh0 = dh_n``, the
+others zero); ``B = 0`` gives empty outputs and zero parameter gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _C, _checks
+
+__all__ = [
+    "Tape",
+    "rnn_forward",
+    "rnn_backward",
+    "lstm_forward",
+    "lstm_backward",
+    "gru_forward",
+    "gru_backward",
+]
+
+_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+
+
+@dataclass(frozen=True)
+class Tape:
+    """What a forward keeps for its backward (shapes in ``csrc/include/fusedrnn/conventions.h``).
+
+    ``gates (T, B, G*H)`` activated gates, ``h_prev (T, B, H)`` the state entering each step,
+    ``c_prev`` (LSTM) likewise for the cell state, ``aux`` (GRU) ``R_n h + b_rn``. ``x`` and the
+    weights are private copies, so changing the caller's arrays after the forward is harmless.
+    """
+
+    cell: str
+    reverse: bool
+    lengths: np.ndarray | None
+    x: np.ndarray
+    weight_ih: np.ndarray
+    weight_hh: np.ndarray
+    has_bias: bool
+    gates: np.ndarray
+    h_prev: np.ndarray
+    c_prev: np.ndarray | None
+    aux: np.ndarray | None
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.x.dtype
+
+
+def _forward(
+    cell: str,
+    x: Any,
+    h0: Any,
+    c0: Any,
+    weight_ih: Any,
+    weight_hh: Any,
+    bias_ih: Any,
+    bias_hh: Any,
+    lengths: Any,
+    reverse: bool,
+    need_tape: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Tape | None]:
+    G = _GATES[cell]
+    w_ih = _checks.float_array(weight_ih, "weight_ih")
+    dtype = _checks.kernel_dtype(w_ih.dtype)
+    if w_ih.ndim != 2 or w_ih.shape[0] == 0 or w_ih.shape[0] % G or w_ih.shape[1] == 0:
+        raise ValueError(f"weight_ih must have shape ({G}*H, I) with H, I >= 1, got {w_ih.shape}")
+    H, I = w_ih.shape[0] // G, w_ih.shape[1]
+    w_hh = _checks.float_array(weight_hh, "weight_hh", dtype)
+    _checks.shape(w_hh, "weight_hh", (G * H, H), "(G*H, H)")
+    if (bias_ih is None) != (bias_hh is None):
+        raise ValueError("bias_ih and bias_hh must both be arrays or both be None")
+    has_bias = bias_ih is not None
+    if has_bias:
+        b_ih = _checks.float_array(bias_ih, "bias_ih", dtype)
+        b_hh = _checks.float_array(bias_hh, "bias_hh", dtype)
+        _checks.shape(b_ih, "bias_ih", (G * H,), "(G*H,)")
+        _checks.shape(b_hh, "bias_hh", (G * H,), "(G*H,)")
+    else:
+        b_ih = b_hh = np.zeros(G * H, dtype)
+    x_arr = _checks.float_array(x, "x", dtype)
+    if x_arr.ndim != 3 or x_arr.shape[2] != I:
+        raise ValueError(f"x must have shape (T, B, {I}) (T, B, I), got {x_arr.shape}")
+    T, B = x_arr.shape[:2]
+    h0_arr = _checks.float_array(h0, "h0", dtype)
+    _checks.shape(h0_arr, "h0", (B, H), "(B, H)")
+    lstm = cell == "lstm"
+    if lstm:
+        c0_arr = _checks.float_array(c0, "c0", dtype)
+        _checks.shape(c0_arr, "c0", (B, H), "(B, H)")
+    lengths_arr = _checks.lengths_array(lengths, T, B)
+    if not isinstance(reverse, (bool, np.bool_)):
+        raise TypeError(f"reverse must be a bool, got {type(reverse).__name__}")
+
+    empty = _checks.empty
+    if need_tape:  # private copies; padding zeroed so that whatever it holds reaches no gradient
+        x_c = np.array(x_arr, order="C", copy=True) if x_arr.size else empty(x_arr.shape, dtype)
+        if lengths_arr is not None:
+            x_c[np.arange(T)[:, None] >= lengths_arr[None, :]] = 0
+        w_ih_c, w_hh_c = np.array(w_ih, dtype, order="C"), np.array(w_hh, order="C")
+    else:
+        x_c, w_ih_c, w_hh_c = (np.ascontiguousarray(a) for a in (x_arr, w_ih, w_hh))
+    y = empty((T, B, H), dtype)
+    h_n = empty((B, H), dtype)
+    c_n = empty((B, H), dtype) if lstm else None
+    gates = empty((T, B, G * H), dtype)
+    h_prev = empty((T, B, H), dtype) if need_tape else None
+    c_prev = empty((T, B, H), dtype) if need_tape and lstm else None
+    aux = empty((T, B, H), dtype) if need_tape and cell == "gru" else None
+    _C.forward(
+        getattr(_C.CellKind, cell), T, B, I, H, bool(reverse), lengths_arr,
+        x_c, np.ascontiguousarray(h0_arr), np.ascontiguousarray(c0_arr) if lstm else None,
+        w_ih_c, w_hh_c, np.ascontiguousarray(b_ih), np.ascontiguousarray(b_hh),
+        y, h_n, c_n, gates, h_prev, c_prev, aux,
+    )  # fmt: skip
+    tape = None
+    if need_tape:
+        tape = Tape(cell, bool(reverse), lengths_arr, x_c, w_ih_c, w_hh_c, has_bias, gates, h_prev, c_prev, aux)
+    return y, h_n, c_n, tape
+
+
+def _backward(cell: str, tape: Any, dy: Any, dh_n: Any, dc_n: Any) -> dict[str, np.ndarray | None]:
+    if not isinstance(tape, Tape) or tape.cell != cell:
+        raise TypeError(f"tape must be the Tape returned by fusedrnn.functional's {cell.split('_')[0]}_forward")
+    T, B, I = tape.x.shape
+    GH, H = tape.weight_hh.shape
+    dtype = tape.dtype
+    dy_arr = _checks.float_array(dy, "dy", dtype)
+    _checks.shape(dy_arr, "dy", (T, B, H), "(T, B, H)")
+
+    def state_grad(value: Any, name: str) -> np.ndarray:
+        if value is None:
+            return np.zeros((B, H), dtype)
+        arr = _checks.float_array(value, name, dtype)
+        _checks.shape(arr, name, (B, H), "(B, H)")
+        return np.ascontiguousarray(arr)
+
+    lstm = cell == "lstm"
+    dh_n_arr = state_grad(dh_n, "dh_n")
+    dc_n_arr = state_grad(dc_n, "dc_n") if lstm else None
+    empty = _checks.empty
+    grads: dict[str, np.ndarray | None] = {"x": empty((T, B, I), dtype), "h0": empty((B, H), dtype)}
+    if lstm:
+        grads["c0"] = empty((B, H), dtype)
+    grads["weight_ih"] = empty((GH, I), dtype)
+    grads["weight_hh"] = empty((GH, H), dtype)
+    db_ih, db_hh = empty((GH,), dtype), empty((GH,), dtype)
+    _C.backward(
+        getattr(_C.CellKind, cell), T, B, I, H, tape.reverse, tape.lengths,
+        tape.x, tape.weight_ih, tape.weight_hh, tape.gates, tape.h_prev, tape.c_prev, tape.aux,
+        np.ascontiguousarray(dy_arr), dh_n_arr, dc_n_arr,
+        grads["x"], grads["h0"], grads.get("c0"), grads["weight_ih"], grads["weight_hh"], db_ih, db_hh,
+        empty((T, B, GH), dtype), empty((T, B, GH), dtype) if cell == "gru" else None,
+    )  # fmt: skip
+    grads["bias_ih"] = db_ih if tape.has_bias else None
+    grads["bias_hh"] = db_hh if tape.has_bias else None
+    return grads
+
+
+def _rnn_cell(nonlinearity: str) -> str:
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    return "rnn_" + nonlinearity
+
+
+def rnn_forward(
+    x: Any,
+    h0: Any,
+    weight_ih: Any,
+    weight_hh: Any,
+    bias_ih: Any = None,
+    bias_hh: Any = None,
+    *,
+    nonlinearity: str = "tanh",
+    lengths: Any = None,
+    reverse: bool = False,
+    need_tape: bool = True,
+) -> tuple[np.ndarray, np.ndarray, Tape | None]:
+    """Elman RNN forward: ``h' = act(W x + b_w + R h + b_r)``, act = tanh or relu.
+
+    Parameters
+    ----------
+    x : array, shape (T, B, I)
+    h0 : array, shape (B, H)
+    weight_ih, weight_hh : arrays, shapes (H, I) and (H, H)
+    bias_ih, bias_hh : arrays of shape (H,), or both None
+    nonlinearity : {"tanh", "relu"}
+    lengths : integer array of shape (B,) with values in [1, T], optional
+    reverse : bool
+        Walk time backwards (from each sequence's last real step).
+    need_tape : bool
+        Keep what :func:`rnn_backward` needs; ``False`` returns ``tape=None``.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+    h_n : ndarray, shape (B, H)
+    tape : Tape or None
+    """
+    cell = _rnn_cell(nonlinearity)
+    y, h_n, _, tape = _forward(cell, x, h0, None, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, need_tape)
+    return y, h_n, tape
+
+
+def rnn_backward(tape: Tape, dy: Any, dh_n: Any = None) -> dict[str, np.ndarray | None]:
+    """Backward through time of :func:`rnn_forward`.
+
+    Parameters
+    ----------
+    tape : Tape
+        From the forward.
+    dy : array, shape (T, B, H)
+        Gradient of the loss with respect to ``y`` (ignored at padding steps).
+    dh_n : array of shape (B, H), optional
+        Gradient with respect to ``h_n``; None means zeros.
+
+    Returns
+    -------
+    dict
+        ``"x"``, ``"h0"``, ``"weight_ih"``, ``"weight_hh"``, ``"bias_ih"``, ``"bias_hh"`` (the
+        biases' entries are None when the forward had none).
+    """
+    if not isinstance(tape, Tape) or not tape.cell.startswith("rnn_"):
+        raise TypeError("tape must be the Tape returned by fusedrnn.functional.rnn_forward")
+    return _backward(tape.cell, tape, dy, dh_n, None)
+
+
+def lstm_forward(
+    x: Any,
+    h0: Any,
+    c0: Any,
+    weight_ih: Any,
+    weight_hh: Any,
+    bias_ih: Any = None,
+    bias_hh: Any = None,
+    *,
+    lengths: Any = None,
+    reverse: bool = False,
+    need_tape: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Tape | None]:
+    """LSTM forward, gates i, f, g, o: ``c' = sig(f) c + sig(i) tanh(g)``, ``h' = sig(o) tanh(c')``.
+
+    Parameters
+    ----------
+    x : array, shape (T, B, I)
+    h0, c0 : arrays, shape (B, H)
+    weight_ih, weight_hh : arrays, shapes (4*H, I) and (4*H, H)
+    bias_ih, bias_hh : arrays of shape (4*H,), or both None
+    lengths : integer array of shape (B,) with values in [1, T], optional
+    reverse : bool
+    need_tape : bool
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+    h_n, c_n : ndarrays, shape (B, H)
+    tape : Tape or None
+    """
+    y, h_n, c_n, tape = _forward("lstm", x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, need_tape)
+    assert c_n is not None
+    return y, h_n, c_n, tape
+
+
+def lstm_backward(tape: Tape, dy: Any, dh_n: Any = None, dc_n: Any = None) -> dict[str, np.ndarray | None]:
+    """Backward through time of :func:`lstm_forward`.
+
+    Parameters
+    ----------
+    tape : Tape
+    dy : array, shape (T, B, H)
+    dh_n, dc_n : arrays of shape (B, H), optional (None means zeros)
+
+    Returns
+    -------
+    dict
+        ``"x"``, ``"h0"``, ``"c0"``, ``"weight_ih"``, ``"weight_hh"``, ``"bias_ih"``, ``"bias_hh"``.
+    """
+    return _backward("lstm", tape, dy, dh_n, dc_n)
+
+
+def gru_forward(
+    x: Any,
+    h0: Any,
+    weight_ih: Any,
+    weight_hh: Any,
+    bias_ih: Any = None,
+    bias_hh: Any = None,
+    *,
+    lengths: Any = None,
+    reverse: bool = False,
+    need_tape: bool = True,
+) -> tuple[np.ndarray, np.ndarray, Tape | None]:
+    """GRU forward, gates r, z, n: ``n = tanh(W_n x + b_wn + r (R_n h + b_rn))``, ``h' = (1-z) n + z h``.
+
+    Parameters
+    ----------
+    x : array, shape (T, B, I)
+    h0 : array, shape (B, H)
+    weight_ih, weight_hh : arrays, shapes (3*H, I) and (3*H, H)
+    bias_ih, bias_hh : arrays of shape (3*H,), or both None
+    lengths : integer array of shape (B,) with values in [1, T], optional
+    reverse : bool
+    need_tape : bool
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+    h_n : ndarray, shape (B, H)
+    tape : Tape or None
+    """
+    y, h_n, _, tape = _forward("gru", x, h0, None, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, need_tape)
+    return y, h_n, tape
+
+
+def gru_backward(tape: Tape, dy: Any, dh_n: Any = None) -> dict[str, np.ndarray | None]:
+    """Backward through time of :func:`gru_forward`.
+
+    Parameters
+    ----------
+    tape : Tape
+    dy : array, shape (T, B, H)
+    dh_n : array of shape (B, H), optional (None means zeros)
+
+    Returns
+    -------
+    dict
+        ``"x"``, ``"h0"``, ``"weight_ih"``, ``"weight_hh"``, ``"bias_ih"``, ``"bias_hh"``.
+    """
+    return _backward("gru", tape, dy, dh_n, None)
