@@ -1,0 +1,477 @@
+"""The layer classes :class:`RNN`, :class:`LSTM` and :class:`GRU` (``torch.nn``'s contract on NumPy).
+
+A layer owns its parameters (NumPy arrays named as in ``torch.nn``'s ``state_dict()``), runs
+forward through :mod:`fusedrnn.functional`, keeps the tape of its most recent forward when
+gradients may be needed (training mode, outside :class:`fusedrnn.no_grad`), and ``backward``
+returns the input gradients and writes the parameter gradients into ``layer.grads``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from . import _checks, functional
+from ._grad_mode import is_grad_enabled
+
+__all__ = ["RNN", "LSTM", "GRU"]
+
+_PARAM_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+class _Recurrent:
+    """Shared machinery of the three layer classes (not public)."""
+
+    _gates: ClassVar[int]
+    _has_cell_state: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        *,
+        dtype: Any = np.float32,
+        device: str = "cpu",
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        self.input_size = _checks.positive_int(input_size, "input_size")
+        self.hidden_size = _checks.positive_int(hidden_size, "hidden_size")
+        self.num_layers = _checks.positive_int(num_layers, "num_layers")
+        for name, flag in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)) or proj_size < 0:
+            raise ValueError(f"proj_size must be an int >= 0, got {proj_size!r}")
+        if device != "cpu":
+            raise NotImplementedError(f"device={device!r}: only 'cpu' is available in this build")
+        not_yet = {
+            "num_layers": (num_layers, 1),
+            "batch_first": (batch_first, False),
+            "dropout": (dropout, 0.0),
+            "bidirectional": (bidirectional, False),
+            "proj_size": (proj_size, 0),
+        }
+        for name, (value, default) in not_yet.items():
+            if value != default:
+                raise NotImplementedError(f"{name}={value!r} is not implemented yet (only {name}={default!r})")
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.proj_size = int(proj_size)
+        self.dtype = _checks.kernel_dtype(dtype)
+        self.device = device
+        self.training = True
+        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self._params: dict[str, np.ndarray] = {}
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for name, shape in self._param_shapes():  # torch's order and initialisation: U(-1/sqrt(H), 1/sqrt(H))
+            self._params[name] = self._rng.uniform(-bound, bound, shape).astype(self.dtype)
+        self.grads: dict[str, np.ndarray] = {k: np.zeros_like(v) for k, v in self._params.items()}
+        self._tape: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _param_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        GH, H = self._gates * self.hidden_size, self.hidden_size
+        shapes = []
+        for k in range(self.num_layers):
+            in_size = self.input_size if k == 0 else H * self.num_directions
+            for suffix in self._suffixes(k):
+                shapes += [(f"weight_ih{suffix}", (GH, in_size)), (f"weight_hh{suffix}", (GH, H))]
+                if self.bias:
+                    shapes += [(f"bias_ih{suffix}", (GH,)), (f"bias_hh{suffix}", (GH,))]
+        return shapes
+
+    def _suffixes(self, layer: int) -> list[str]:
+        return [f"_l{layer}", f"_l{layer}_reverse"][: self.num_directions]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The live parameter arrays, named and shaped as ``torch.nn``'s ``state_dict()``.
+
+        The arrays are the layer's own: updating them in place (an optimizer step) changes the
+        layer. Copy them to keep a snapshot.
+        """
+        return dict(self._params)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Copy parameters in from ``state_dict`` (NumPy arrays or CPU torch tensors).
+
+        Raises
+        ------
+        ValueError
+            If a key is missing or unexpected, or an array has the wrong shape (the message names it).
+        """
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
+        missing = [k for k in self._params if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in self._params]
+        if missing or unexpected:
+            raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        staged = {}
+        for name, target in self._params.items():
+            value = state_dict[name]
+            if hasattr(value, "detach"):  # a torch tensor
+                value = value.detach().cpu().numpy()
+            arr = _checks.float_array(value, f"state_dict[{name!r}]", self.dtype)
+            _checks.shape(arr, f"state_dict[{name!r}]", target.shape)
+            staged[name] = arr
+        for name, arr in staged.items():
+            np.copyto(self._params[name], arr)
+
+    def zero_grad(self) -> None:
+        """Set every entry of ``grads`` to zero."""
+        for g in self.grads.values():
+            g.fill(0)
+
+    # ------------------------------------------------------------------ modes
+    def train(self, mode: bool = True) -> _Recurrent:
+        """Training mode (the default): forwards keep a tape for :meth:`backward`."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> _Recurrent:
+        """Inference mode: forwards keep no tape (and :meth:`backward` is an error)."""
+        return self.train(False)
+
+    # ------------------------------------------------------------------ forward / backward
+    def _run_forward(self, x: Any, state: Any, lengths: Any) -> tuple[np.ndarray, list[np.ndarray]]:
+        H, LD = self.hidden_size, self.num_layers * self.num_directions
+        x_arr = _checks.float_array(x, "x", self.dtype)
+        if x_arr.ndim not in (2, 3) or x_arr.shape[-1] != self.input_size:
+            order = "(B, T, I)" if self.batch_first else "(T, B, I)"
+            raise ValueError(
+                f"x must have shape {order} or (T, I) unbatched, with I = input_size = {self.input_size}; "
+                f"got {x_arr.shape}"
+            )
+        unbatched = x_arr.ndim == 2
+        xt = x_arr[:, None, :] if unbatched else (x_arr.swapaxes(0, 1) if self.batch_first else x_arr)
+        T, B = xt.shape[:2]
+        state_shape = (LD, H) if unbatched else (LD, B, H)
+        states = self._split_state(state, state_shape)
+        if unbatched:
+            states = [s[:, None, :] for s in states]
+            if lengths is not None:
+                lengths = np.asarray(lengths).reshape(-1)
+        lengths_arr = _checks.lengths_array(lengths, T, B)
+
+        need_tape = self.training and is_grad_enabled()
+        p = self._params
+        out_states: list[list[np.ndarray]] = [[] for _ in states]
+        tapes = []
+        inp = xt
+        for k in range(self.num_layers):
+            outs = []
+            for d, suffix in enumerate(self._suffixes(k)):
+                idx = k * self.num_directions + d
+                y, new_states, tape = self._cell_forward(
+                    inp, [s[idx] for s in states], p[f"weight_ih{suffix}"], p[f"weight_hh{suffix}"],
+                    p.get(f"bias_ih{suffix}"), p.get(f"bias_hh{suffix}"), lengths_arr, d == 1, need_tape,
+                )  # fmt: skip
+                outs.append(y)
+                tapes.append(tape)
+                for out, s in zip(out_states, new_states):
+                    out.append(s)
+            inp = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
+        y = inp
+        finals = [np.stack(s) for s in out_states]
+        if unbatched:
+            y, finals = y[:, 0], [s[:, 0] for s in finals]
+        elif self.batch_first:
+            y = y.swapaxes(0, 1)
+        self._tape = None
+        if need_tape:
+            self._tape = {"tapes": tapes, "x_shape": x_arr.shape, "unbatched": unbatched, "T": T, "B": B}
+        return y, finals
+
+    def _split_state(self, state: Any, shape: tuple[int, ...]) -> list[np.ndarray]:
+        cls = type(self).__name__
+        names = ("h0", "c0") if self._has_cell_state else ("h0",)
+        if state is None:
+            return [np.zeros(shape, self.dtype) for _ in names]
+        if self._has_cell_state:
+            if not isinstance(state, (tuple, list)) or len(state) != 2:
+                raise TypeError(f"{cls} state must be a tuple (h0, c0) of arrays of shape {shape}")
+            parts = list(state)
+        else:
+            if isinstance(state, (tuple, list)):
+                raise TypeError(f"{cls} state must be one array h0 of shape {shape}, not a {type(state).__name__}")
+            parts = [state]
+        arrays = []
+        for name, part in zip(names, parts):
+            arr = _checks.float_array(part, name, self.dtype)
+            _checks.shape(arr, name, shape)
+            arrays.append(arr)
+        return arrays
+
+    def backward(self, dy: Any, state_grad: Any = None, *, accumulate: bool = False) -> tuple[np.ndarray, Any]:
+        """Backpropagate through the most recent forward.
+
+        Parameters
+        ----------
+        dy : array
+            Gradient of the loss with respect to the forward's output ``y`` (same shape).
+        state_grad : array, tuple of arrays, or None
+            Gradient with respect to the final state (``h_n``, or ``(h_n, c_n)`` for LSTM);
+            None means zeros.
+        accumulate : bool
+            Add the parameter gradients to ``grads`` instead of overwriting them.
+
+        Returns
+        -------
+        dx : ndarray
+            Gradient with respect to ``x`` (same shape as ``x``).
+        dstate : ndarray or tuple of ndarrays
+            Gradient with respect to the initial state (``dh0``, or ``(dh0, dc0)`` for LSTM).
+        """
+        rec = self._tape
+        if rec is None:
+            raise RuntimeError(
+                "backward() needs the tape of a forward run in training mode outside fusedrnn.no_grad(); "
+                "call the layer first (and not after eval())"
+            )
+        H, LD = self.hidden_size, self.num_layers * self.num_directions
+        T, B, unbatched = rec["T"], rec["B"], rec["unbatched"]
+        y_shape = rec["x_shape"][:-1] + (H * self.num_directions,)
+        dy_arr = _checks.float_array(dy, "dy", self.dtype)
+        _checks.shape(dy_arr, "dy", y_shape, "(the shape of y)")
+        state_shape = (LD, H) if unbatched else (LD, B, H)
+        dstates = self._split_state(state_grad, state_shape)
+        if unbatched:
+            dy_arr = dy_arr[:, None, :]
+            dstates = [s[:, None, :] for s in dstates]
+        elif self.batch_first:
+            dy_arr = dy_arr.swapaxes(0, 1)
+
+        grads: dict[str, np.ndarray] = {}
+        d_initial: list[list[np.ndarray | None]] = [[None] * LD for _ in dstates]
+        d_out = dy_arr
+        for k in reversed(range(self.num_layers)):
+            d_in = None
+            for d, suffix in enumerate(self._suffixes(k)):
+                idx = k * self.num_directions + d
+                g = self._cell_backward(rec["tapes"][idx], d_out[:, :, d * H : (d + 1) * H], [s[idx] for s in dstates])
+                d_in = g["x"] if d_in is None else d_in + g["x"]
+                for name, dinit in zip(("h0", "c0"), d_initial):
+                    dinit[idx] = g.get(name)
+                for kind in _PARAM_KINDS:
+                    if g[kind] is not None:
+                        grads[f"{kind}{suffix}"] = g[kind]
+            d_out = d_in
+        for name, g in grads.items():
+            if accumulate:
+                self.grads[name] += g
+            else:
+                np.copyto(self.grads[name], g)
+        dx = d_out[:, 0] if unbatched else (d_out.swapaxes(0, 1) if self.batch_first else d_out)
+        d_states = [np.stack(s) for s in d_initial]  # type: ignore[arg-type]
+        if unbatched:
+            d_states = [s[:, 0] for s in d_states]
+        return dx, (tuple(d_states) if self._has_cell_state else d_states[0])
+
+    # ------------------------------------------------------------------ per cell
+    def _cell_forward(
+        self, x: np.ndarray, states: list[np.ndarray], w_ih: np.ndarray, w_hh: np.ndarray,
+        b_ih: np.ndarray | None, b_hh: np.ndarray | None, lengths: np.ndarray | None, reverse: bool, need_tape: bool,
+    ) -> tuple[np.ndarray, list[np.ndarray], Any]:  # fmt: skip
+        raise NotImplementedError
+
+    def _cell_backward(self, tape: Any, dy: np.ndarray, dstates: list[np.ndarray]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ printing
+    def __repr__(self) -> str:
+        s = f"{type(self).__name__}({self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        s += self._extra_repr()
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        if self.dtype != np.float32:
+            s += f", dtype={self.dtype}"
+        return s + ")"
+
+    def _extra_repr(self) -> str:
+        return ""
+
+
+class LSTM(_Recurrent):
+    """Long short-term memory layer with ``torch.nn.LSTM``'s contract, on NumPy arrays.
+
+    Gates i, f, g, o: ``c' = sig(f) c + sig(i) tanh(g)``, ``h' = sig(o) tanh(c')``.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+        Features of the input and of the state (>= 1).
+    num_layers, bias, batch_first, dropout, bidirectional, proj_size
+        As in ``torch.nn.LSTM``. This release implements one layer, one direction, time-major
+        input without dropout or projection; other values raise ``NotImplementedError``.
+    dtype : float32 or float64
+    device : "cpu"
+    seed : int, numpy Generator or None
+        Seeds the initialisation ``U(-1/sqrt(H), 1/sqrt(H))`` (and later dropout masks).
+
+    Examples
+    --------
+    >>> lstm = fusedrnn.LSTM(10, 20)
+    >>> y, (h_n, c_n) = lstm(x)                       # x: (T, B, 10)
+    >>> dx, (dh0, dc0) = lstm.backward(dy)            # fills lstm.grads
+    """
+
+    _gates = 4
+    _has_cell_state = True
+
+    def __call__(self, x: Any, hx: Any = None, lengths: Any = None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """Run the layer.
+
+        Parameters
+        ----------
+        x : array, shape (T, B, input_size), (B, T, input_size) with batch_first, or (T, input_size)
+        hx : tuple (h0, c0) of arrays of shape (num_layers * num_directions, B, hidden_size), optional
+        lengths : integers of shape (B,), values in [1, T], optional
+            Real steps per sequence (as ``pack_padded_sequence``; unsorted is fine).
+
+        Returns
+        -------
+        y : ndarray, shape (T, B, num_directions * hidden_size) (batch_first: (B, T, ...))
+        (h_n, c_n) : ndarrays, shape (num_layers * num_directions, B, hidden_size)
+        """
+        y, (h_n, c_n) = self._run_forward(x, hx, lengths)
+        return y, (h_n, c_n)
+
+    def _cell_forward(self, x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, need_tape):  # type: ignore[no-untyped-def]
+        y, h_n, c_n, tape = functional.lstm_forward(
+            x, states[0], states[1], w_ih, w_hh, b_ih, b_hh, lengths=lengths, reverse=reverse, need_tape=need_tape
+        )
+        return y, [h_n, c_n], tape
+
+    def _cell_backward(self, tape, dy, dstates):  # type: ignore[no-untyped-def]
+        return functional.lstm_backward(tape, dy, dstates[0], dstates[1])
+
+
+class _SingleState(_Recurrent):
+    _forward_fn: ClassVar[Callable[..., Any]]
+    _backward_fn: ClassVar[Callable[..., Any]]
+
+    def __call__(self, x: Any, hx: Any = None, lengths: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Run the layer.
+
+        Parameters
+        ----------
+        x : array, shape (T, B, input_size), (B, T, input_size) with batch_first, or (T, input_size)
+        hx : array of shape (num_layers * num_directions, B, hidden_size), optional
+        lengths : integers of shape (B,), values in [1, T], optional
+
+        Returns
+        -------
+        y : ndarray, shape (T, B, num_directions * hidden_size) (batch_first: (B, T, ...))
+        h_n : ndarray, shape (num_layers * num_directions, B, hidden_size)
+        """
+        y, (h_n,) = self._run_forward(x, hx, lengths)
+        return y, h_n
+
+    def _cell_backward(self, tape, dy, dstates):  # type: ignore[no-untyped-def]
+        return type(self)._backward_fn(tape, dy, dstates[0])
+
+
+class GRU(_SingleState):
+    """Gated recurrent unit layer with ``torch.nn.GRU``'s contract, on NumPy arrays.
+
+    Gates r, z, n: ``n = tanh(W_n x + b_wn + r (R_n h + b_rn))``, ``h' = (1 - z) n + z h``.
+    Parameters as :class:`LSTM` (without ``proj_size``); the state is one array ``h``.
+    """
+
+    _gates = 3
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        dtype: Any = np.float32,
+        device: str = "cpu",
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        super().__init__(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            dtype=dtype, device=device, seed=seed,
+        )  # fmt: skip
+
+    def _cell_forward(self, x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, need_tape):  # type: ignore[no-untyped-def]
+        y, h_n, tape = functional.gru_forward(
+            x, states[0], w_ih, w_hh, b_ih, b_hh, lengths=lengths, reverse=reverse, need_tape=need_tape
+        )
+        return y, [h_n], tape
+
+    _backward_fn = staticmethod(functional.gru_backward)
+
+
+class RNN(_SingleState):
+    """Elman RNN layer with ``torch.nn.RNN``'s contract: ``h' = act(W x + b_w + R h + b_r)``.
+
+    Parameters as :class:`GRU`, plus ``nonlinearity`` ("tanh" or "relu") in torch's position.
+    """
+
+    _gates = 1
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        dtype: Any = np.float32,
+        device: str = "cpu",
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            dtype=dtype, device=device, seed=seed,
+        )  # fmt: skip
+
+    def _cell_forward(self, x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, need_tape):  # type: ignore[no-untyped-def]
+        y, h_n, tape = functional.rnn_forward(
+            x, states[0], w_ih, w_hh, b_ih, b_hh, nonlinearity=self.nonlinearity,
+            lengths=lengths, reverse=reverse, need_tape=need_tape,
+        )  # fmt: skip
+        return y, [h_n], tape
+
+    _backward_fn = staticmethod(functional.rnn_backward)
+
+    def _extra_repr(self) -> str:
+        return f", nonlinearity={self.nonlinearity!r}" if self.nonlinearity != "tanh" else ""
