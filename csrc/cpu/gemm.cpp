@@ -14,7 +14,7 @@ namespace {
 template <class S>
 struct Tile {
   static constexpr int MR = 4;
-  static constexpr int NR = 32 / sizeof(S) * 2;  // float 16, double 8: two 32-byte rows
+  static constexpr int NR = 32 / sizeof(S);  // float 8, double 4: an MR x NR tile fills 8 SSE registers
   static constexpr index_t KC = 256;
   static constexpr index_t MC = 64;
   static constexpr index_t NC = 2048;

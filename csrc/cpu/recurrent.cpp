@@ -20,34 +20,54 @@
 namespace fusedrnn::cpu {
 namespace {
 
-constexpr index_t kUnits = 8;  // hidden units per block in the step kernels
+// Hidden units per block in the step kernels: a block's LSTM accumulators fill 8 SSE registers.
+template <class S>
+constexpr int kUnits = 32 / sizeof(S);
 
-index_t num_blocks(index_t H) { return (H + kUnits - 1) / kUnits; }
+template <class S>
+index_t num_blocks(index_t H) {
+  return (H + kUnits<S> - 1) / kUnits<S>;
+}
 
-// Forward layout of R: [block][k < H][g < G][u < kUnits] = R[g*H + block*kUnits + u][k], zero-padded.
+// Forward layout of R: [block][k < H][g < G][u < kUnits<S>] = R[g*H + block*kUnits<S> + u][k], zero-padded.
 // Bias b_r likewise: [block][g][u].
 template <class S>
 void pack_recurrent_forward(const S* R, const S* b_r, index_t G, index_t H, S* r_packed, S* b_packed) {
-  for (index_t blk = 0; blk < num_blocks(H); ++blk)
+  for (index_t blk = 0; blk < num_blocks<S>(H); ++blk)
     for (index_t g = 0; g < G; ++g)
-      for (index_t u = 0; u < kUnits; ++u) {
-        const index_t j = blk * kUnits + u;
+      for (index_t u = 0; u < kUnits<S>; ++u) {
+        const index_t j = blk * kUnits<S> + u;
         const bool valid = j < H;
-        b_packed[(blk * G + g) * kUnits + u] = valid ? b_r[g * H + j] : S(0);
+        b_packed[(blk * G + g) * kUnits<S> + u] = valid ? b_r[g * H + j] : S(0);
         for (index_t k = 0; k < H; ++k)
-          r_packed[((blk * H + k) * G + g) * kUnits + u] = valid ? R[(g * H + j) * H + k] : S(0);
+          r_packed[((blk * H + k) * G + g) * kUnits<S> + u] = valid ? R[(g * H + j) * H + k] : S(0);
       }
 }
 
-// Backward layout of R: [block][k < GH][u < kUnits] = R[k][block*kUnits + u], zero-padded.
+// Backward layout of R: [block][k < GH][u < kUnits<S>] = R[k][block*kUnits<S> + u], zero-padded.
 template <class S>
 void pack_recurrent_backward(const S* R, index_t GH, index_t H, S* r_packed) {
-  for (index_t blk = 0; blk < num_blocks(H); ++blk)
+  for (index_t blk = 0; blk < num_blocks<S>(H); ++blk)
     for (index_t k = 0; k < GH; ++k)
-      for (index_t u = 0; u < kUnits; ++u) {
-        const index_t j = blk * kUnits + u;
-        r_packed[(blk * GH + k) * kUnits + u] = j < H ? R[k * H + j] : S(0);
+      for (index_t u = 0; u < kUnits<S>; ++u) {
+        const index_t j = blk * kUnits<S> + u;
+        r_packed[(blk * GH + k) * kUnits<S> + u] = j < H ? R[k * H + j] : S(0);
       }
+}
+
+// out[i] = bias[i] + sum_k r_block[k][i] * v[k] for i < G*kUnits (bias nullptr: 0): one block's
+// G gate pre-activations in the forward (v = h), its share of dgates R in the backward (G = 1,
+// v = dgates). The accumulators are indexed only by constants, so they stay in registers.
+template <int G, class S>
+inline void recurrent_block(const S* r_block, const S* v, index_t K, const S* bias, S* out) {
+  S acc[G * kUnits<S>];
+  for (int i = 0; i < G * kUnits<S>; ++i) acc[i] = bias ? bias[i] : S(0);
+  for (index_t k = 0; k < K; ++k) {
+    const S hk = v[k];
+    const S* rk = r_block + k * G * kUnits<S>;
+    for (int i = 0; i < G * kUnits<S>; ++i) acc[i] += rk[i] * hk;
+  }
+  for (int i = 0; i < G * kUnits<S>; ++i) out[i] = acc[i];
 }
 
 // One forward step at time t. gates_t [B, GH] holds W x + b_w on entry and the activated gates
@@ -63,21 +83,13 @@ void forward_step(const Sizes& n, index_t t, const S* r_packed, const S* b_packe
     if constexpr (Cell::kHasCellState) std::copy(c + b * H, c + (b + 1) * H, c_next + b * H);
     std::fill(y_t + b * H, y_t + (b + 1) * H, S(0));
   }
-  for (index_t blk = 0; blk < num_blocks(H); ++blk) {
-    const S* rp = r_packed + blk * H * G * kUnits;
-    const index_t j0 = blk * kUnits, units = std::min(kUnits, H - j0);
+  for (index_t blk = 0; blk < num_blocks<S>(H); ++blk) {
+    const S* rp = r_packed + blk * H * G * kUnits<S>;
+    const index_t j0 = blk * kUnits<S>, units = std::min<index_t>(kUnits<S>, H - j0);
     for (index_t b = 0; b < B; ++b) {
       if (!n.active(b, t)) continue;
-      S acc[G][kUnits];
-      for (int g = 0; g < G; ++g)
-        for (index_t u = 0; u < kUnits; ++u) acc[g][u] = b_packed[(blk * G + g) * kUnits + u];
-      const S* hb = h + b * H;
-      for (index_t k = 0; k < H; ++k) {
-        const S hk = hb[k];
-        const S* rk = rp + k * G * kUnits;
-        for (int g = 0; g < G; ++g)
-          for (index_t u = 0; u < kUnits; ++u) acc[g][u] += rk[g * kUnits + u] * hk;
-      }
+      S acc[G][kUnits<S>];
+      recurrent_block<G>(rp, h + b * H, H, b_packed + blk * G * kUnits<S>, &acc[0][0]);
       S* gb = gates_t + b * GH;
       for (index_t u = 0; u < units; ++u) {
         const index_t j = j0 + u, bj = b * H + j;
@@ -105,7 +117,7 @@ void forward_impl(const ForwardParams<S>& p) {
   const index_t T = n.T, B = n.B, I = n.I, H = n.H, GH = G * H, BH = B * H;
   constexpr bool lstm = Cell::kHasCellState;
 
-  std::vector<S> r_packed(num_blocks(H) * H * G * kUnits), b_packed(num_blocks(H) * G * kUnits);
+  std::vector<S> r_packed(num_blocks<S>(H) * H * G * kUnits<S>), b_packed(num_blocks<S>(H) * G * kUnits<S>);
   pack_recurrent_forward(p.w_hh, p.b_hh, G, H, r_packed.data(), b_packed.data());
   std::vector<S> state(2 * BH * (lstm ? 2 : 1));  // h, h_next [, c, c_next]
   S* h = state.data();
@@ -170,7 +182,7 @@ void backward_impl(const BackwardParams<S>& p) {
   const index_t T = n.T, B = n.B, I = n.I, H = n.H, GH = G * H, BH = B * H;
   S* dgates_rec = Cell::kSplitRecurrentGrad ? p.dgates_rec : p.dgates;
 
-  std::vector<S> r_packed(num_blocks(H) * GH * kUnits);
+  std::vector<S> r_packed(num_blocks<S>(H) * GH * kUnits<S>);
   pack_recurrent_backward(p.w_hh, GH, H, r_packed.data());
   constexpr bool lstm = Cell::kHasCellState;
   std::vector<S> carry_buf(BH * (lstm ? 2 : 1));
@@ -187,19 +199,12 @@ void backward_impl(const BackwardParams<S>& p) {
   }
   for (index_t s = T - 1; s >= 0; --s) {
     const index_t t = n.time_of(s);
-    for (index_t blk = 0; blk < num_blocks(H); ++blk) {
-      const S* rp = r_packed.data() + blk * GH * kUnits;
-      const index_t j0 = blk * kUnits, units = std::min(kUnits, H - j0);
+    for (index_t blk = 0; blk < num_blocks<S>(H); ++blk) {
+      const S* rp = r_packed.data() + blk * GH * kUnits<S>;
+      const index_t j0 = blk * kUnits<S>, units = std::min<index_t>(kUnits<S>, H - j0);
       for (index_t b = 0; b < B; ++b) {
-        S acc[kUnits] = {};
-        if (n.active(b, t)) {
-          const S* dg = dgates_rec + (t * B + b) * GH;
-          for (index_t k = 0; k < GH; ++k) {
-            const S dk = dg[k];
-            const S* rk = rp + k * kUnits;
-            for (index_t u = 0; u < kUnits; ++u) acc[u] += rk[u] * dk;
-          }
-        }
+        S acc[kUnits<S>] = {};
+        if (n.active(b, t)) recurrent_block<1>(rp, dgates_rec + (t * B + b) * GH, GH, (const S*)nullptr, acc);
         for (index_t u = 0; u < units; ++u) {
           const index_t j = j0 + u;
           const S dh = acc[u] + carry.dh_direct[b * H + j];  // d loss / d h entering step t
