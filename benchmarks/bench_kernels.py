@@ -1,0 +1,23 @@
+"""pytest-benchmark suite: ``python -m pytest benchmarks/bench_kernels.py --benchmark-enable``.
+
+Each configuration is checked against the float64 reference once (max relative error <= 1e-4 for
+float32) before it is timed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from configs import FULL, Config
+
+from fusedrnn import bench, functional
+
+
+@pytest.mark.parametrize("cfg", FULL, ids=str)
+@pytest.mark.parametrize("phase", ["forward", "forward+backward"])
+def test_kernels(benchmark, cfg: Config, phase: str) -> None:  # type: ignore[no-untyped-def]
+    small = Config(cfg.cell, min(cfg.T, 8), min(cfg.B, 4), cfg.I, cfg.H)
+    assert bench._max_rel_error(small) <= 1e-4
+    fwd, both = bench._runner(functional, cfg, bench._arrays(cfg, np.float32))
+    benchmark.extra_info["gflop"] = cfg.forward_flops * (1 if phase == "forward" else 3) / 1e9
+    benchmark(fwd if phase == "forward" else both)
