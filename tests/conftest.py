@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -99,7 +101,7 @@ def make_problem(
 @pytest.fixture
 def rng(request: pytest.FixtureRequest) -> np.random.Generator:
     """A generator seeded from the test's id: fresh per test, reproducible per test."""
-    return np.random.default_rng(abs(hash(request.node.nodeid)) % (2**32))
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
 
 
 @pytest.fixture(autouse=True)

@@ -48,12 +48,13 @@ int gates_of(CellKind cell) {
   }
 }
 
-Sizes sizes(index_t T, index_t B, index_t I, index_t H, bool reverse, const py::object& lengths) {
+Sizes sizes(index_t T, index_t B, index_t I, index_t H, index_t P, bool reverse, const py::object& lengths) {
   Sizes n;
   n.T = T;
   n.B = B;
   n.I = I;
   n.H = H;
+  n.P = P;
   n.reverse = reverse;
   if (!lengths.is_none()) n.lengths = in<std::int64_t>(lengths, "lengths", B);
   return n;
@@ -62,30 +63,33 @@ Sizes sizes(index_t T, index_t B, index_t I, index_t H, bool reverse, const py::
 template <class S>
 void forward_typed(CellKind cell, const Sizes& n, const py::object& x, const py::object& h0, const py::object& c0,
                    const py::object& w_ih, const py::object& w_hh, const py::object& b_ih,
-                   const py::object& b_hh, const py::object& y, const py::object& h_n, const py::object& c_n,
-                   const py::object& gates, const py::object& h_prev, const py::object& c_prev,
-                   const py::object& aux) {
-  const index_t T = n.T, B = n.B, I = n.I, H = n.H, GH = gates_of(cell) * H;
+                   const py::object& b_hh, const py::object& w_hr, const py::object& y, const py::object& h_n,
+                   const py::object& c_n, const py::object& gates, const py::object& h_prev,
+                   const py::object& c_prev, const py::object& aux, const py::object& m) {
+  const index_t T = n.T, B = n.B, I = n.I, H = n.H, P = n.P, GH = gates_of(cell) * H;
   const bool lstm = cell == CellKind::lstm;
   ForwardParams<S> p;
   p.n = n;
   p.x = in<S>(x, "x", T * B * I);
-  p.h0 = in<S>(h0, "h0", B * H);
+  p.h0 = in<S>(h0, "h0", B * P);
   p.c0 = in<S>(c0, "c0", B * H);
   p.w_ih = in<S>(w_ih, "weight_ih", GH * I);
-  p.w_hh = in<S>(w_hh, "weight_hh", GH * H);
+  p.w_hh = in<S>(w_hh, "weight_hh", GH * P);
   p.b_ih = in<S>(b_ih, "bias_ih", GH);
   p.b_hh = in<S>(b_hh, "bias_hh", GH);
-  p.y = out<S>(y, "y", T * B * H);
-  p.h_n = out<S>(h_n, "h_n", B * H);
+  p.w_hr = in<S>(w_hr, "weight_hr", P * H);
+  p.y = out<S>(y, "y", T * B * P);
+  p.h_n = out<S>(h_n, "h_n", B * P);
   p.c_n = out<S>(c_n, "c_n", B * H);
   p.gates = out<S>(gates, "gates", T * B * GH);
-  p.h_prev = out<S>(h_prev, "h_prev", T * B * H);
+  p.h_prev = out<S>(h_prev, "h_prev", T * B * P);
   p.c_prev = out<S>(c_prev, "c_prev", T * B * H);
   p.aux = out<S>(aux, "aux", T * B * H);
+  p.m = out<S>(m, "m", T * B * H);
+  const bool tape = p.h_prev != nullptr;
   if (!p.x || !p.h0 || !p.w_ih || !p.w_hh || !p.b_ih || !p.b_hh || !p.y || !p.h_n || !p.gates ||
-      (lstm && (!p.c0 || !p.c_n)) || (p.h_prev && lstm && !p.c_prev) ||
-      (p.h_prev && cell == CellKind::gru && !p.aux))
+      (lstm && (!p.c0 || !p.c_n)) || (tape && lstm && !p.c_prev) || (tape && cell == CellKind::gru && !p.aux) ||
+      (tape && p.w_hr && !p.m) || (p.w_hr && !lstm) || (!p.w_hr && P != H))
     throw py::value_error("forward: a required array is missing");
   py::gil_scoped_release release;
   cpu::forward<S>(cell, p);
@@ -93,37 +97,43 @@ void forward_typed(CellKind cell, const Sizes& n, const py::object& x, const py:
 
 template <class S>
 void backward_typed(CellKind cell, const Sizes& n, const py::object& x, const py::object& w_ih,
-                    const py::object& w_hh, const py::object& gates, const py::object& h_prev,
-                    const py::object& c_prev, const py::object& aux, const py::object& dy, const py::object& dh_n,
-                    const py::object& dc_n, const py::object& dx, const py::object& dh0, const py::object& dc0,
-                    const py::object& dw_ih, const py::object& dw_hh, const py::object& db_ih,
-                    const py::object& db_hh, const py::object& dgates, const py::object& dgates_rec) {
-  const index_t T = n.T, B = n.B, I = n.I, H = n.H, GH = gates_of(cell) * H;
+                    const py::object& w_hh, const py::object& w_hr, const py::object& gates,
+                    const py::object& h_prev, const py::object& c_prev, const py::object& aux, const py::object& m,
+                    const py::object& dy, const py::object& dh_n, const py::object& dc_n, const py::object& dx,
+                    const py::object& dh0, const py::object& dc0, const py::object& dw_ih, const py::object& dw_hh,
+                    const py::object& db_ih, const py::object& db_hh, const py::object& dw_hr,
+                    const py::object& dgates, const py::object& dgates_rec, const py::object& dh_total) {
+  const index_t T = n.T, B = n.B, I = n.I, H = n.H, P = n.P, GH = gates_of(cell) * H;
   const bool lstm = cell == CellKind::lstm, gru = cell == CellKind::gru;
   BackwardParams<S> p;
   p.n = n;
   p.x = in<S>(x, "x", T * B * I);
   p.w_ih = in<S>(w_ih, "weight_ih", GH * I);
-  p.w_hh = in<S>(w_hh, "weight_hh", GH * H);
+  p.w_hh = in<S>(w_hh, "weight_hh", GH * P);
+  p.w_hr = in<S>(w_hr, "weight_hr", P * H);
   p.gates = in<S>(gates, "gates", T * B * GH);
-  p.h_prev = in<S>(h_prev, "h_prev", T * B * H);
+  p.h_prev = in<S>(h_prev, "h_prev", T * B * P);
   p.c_prev = in<S>(c_prev, "c_prev", T * B * H);
   p.aux = in<S>(aux, "aux", T * B * H);
-  p.dy = in<S>(dy, "dy", T * B * H);
-  p.dh_n = in<S>(dh_n, "dh_n", B * H);
+  p.m = in<S>(m, "m", T * B * H);
+  p.dy = in<S>(dy, "dy", T * B * P);
+  p.dh_n = in<S>(dh_n, "dh_n", B * P);
   p.dc_n = in<S>(dc_n, "dc_n", B * H);
   p.dx = out<S>(dx, "dx", T * B * I);
-  p.dh0 = out<S>(dh0, "dh0", B * H);
+  p.dh0 = out<S>(dh0, "dh0", B * P);
   p.dc0 = out<S>(dc0, "dc0", B * H);
   p.dw_ih = out<S>(dw_ih, "dweight_ih", GH * I);
-  p.dw_hh = out<S>(dw_hh, "dweight_hh", GH * H);
+  p.dw_hh = out<S>(dw_hh, "dweight_hh", GH * P);
   p.db_ih = out<S>(db_ih, "dbias_ih", GH);
   p.db_hh = out<S>(db_hh, "dbias_hh", GH);
+  p.dw_hr = out<S>(dw_hr, "dweight_hr", P * H);
   p.dgates = out<S>(dgates, "dgates", T * B * GH);
   p.dgates_rec = out<S>(dgates_rec, "dgates_rec", T * B * GH);
+  p.dh_total = out<S>(dh_total, "dh_total", T * B * P);
   if (!p.x || !p.w_ih || !p.w_hh || !p.gates || !p.h_prev || !p.dy || !p.dh_n || !p.dx || !p.dh0 || !p.dw_ih ||
       !p.dw_hh || !p.db_ih || !p.db_hh || !p.dgates || (lstm && (!p.c_prev || !p.dc_n || !p.dc0)) ||
-      (gru && (!p.aux || !p.dgates_rec)))
+      (gru && (!p.aux || !p.dgates_rec)) || (p.w_hr && (!lstm || !p.m || !p.dw_hr || !p.dh_total)) ||
+      (!p.w_hr && P != H))
     throw py::value_error("backward: a required array is missing");
   py::gil_scoped_release release;
   cpu::backward<S>(cell, p);
@@ -146,36 +156,40 @@ PYBIND11_MODULE(_C, m) {
 
   m.def(
       "forward",
-      [](CellKind cell, index_t T, index_t B, index_t I, index_t H, bool reverse, const py::object& lengths, const py::object& x,
-         const py::object& h0, const py::object& c0, const py::object& w_ih, const py::object& w_hh,
-         const py::object& b_ih, const py::object& b_hh, const py::object& y, const py::object& h_n,
-         const py::object& c_n, const py::object& gates, const py::object& h_prev, const py::object& c_prev,
-         const py::object& aux) {
-        const Sizes n = sizes(T, B, I, H, reverse, lengths);
+      [](CellKind cell, index_t T, index_t B, index_t I, index_t H, index_t P, bool reverse,
+         const py::object& lengths, const py::object& x, const py::object& h0, const py::object& c0,
+         const py::object& w_ih, const py::object& w_hh, const py::object& b_ih, const py::object& b_hh,
+         const py::object& w_hr, const py::object& y, const py::object& h_n, const py::object& c_n,
+         const py::object& gates, const py::object& h_prev, const py::object& c_prev, const py::object& aux,
+         const py::object& m) {
+        const Sizes n = sizes(T, B, I, H, P, reverse, lengths);
         auto f = is_float64(x) ? forward_typed<double> : forward_typed<float>;
-        f(cell, n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, y, h_n, c_n, gates, h_prev, c_prev, aux);
+        f(cell, n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, y, h_n, c_n, gates, h_prev, c_prev, aux, m);
       },
-      py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("reverse"),
+      py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("P"), py::arg("reverse"),
       py::arg("lengths"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("weight_ih"), py::arg("weight_hh"),
-      py::arg("bias_ih"), py::arg("bias_hh"), py::arg("y"), py::arg("h_n"), py::arg("c_n"), py::arg("gates"),
-      py::arg("h_prev"), py::arg("c_prev"), py::arg("aux"));
+      py::arg("bias_ih"), py::arg("bias_hh"), py::arg("weight_hr"), py::arg("y"), py::arg("h_n"), py::arg("c_n"),
+      py::arg("gates"), py::arg("h_prev"), py::arg("c_prev"), py::arg("aux"), py::arg("m"));
 
   m.def(
       "backward",
-      [](CellKind cell, index_t T, index_t B, index_t I, index_t H, bool reverse, const py::object& lengths, const py::object& x,
-         const py::object& w_ih, const py::object& w_hh, const py::object& gates, const py::object& h_prev,
-         const py::object& c_prev, const py::object& aux, const py::object& dy, const py::object& dh_n,
+      [](CellKind cell, index_t T, index_t B, index_t I, index_t H, index_t P, bool reverse,
+         const py::object& lengths, const py::object& x, const py::object& w_ih, const py::object& w_hh,
+         const py::object& w_hr, const py::object& gates, const py::object& h_prev, const py::object& c_prev,
+         const py::object& aux, const py::object& m, const py::object& dy, const py::object& dh_n,
          const py::object& dc_n, const py::object& dx, const py::object& dh0, const py::object& dc0,
          const py::object& dw_ih, const py::object& dw_hh, const py::object& db_ih, const py::object& db_hh,
-         const py::object& dgates, const py::object& dgates_rec) {
-        const Sizes n = sizes(T, B, I, H, reverse, lengths);
+         const py::object& dw_hr, const py::object& dgates, const py::object& dgates_rec,
+         const py::object& dh_total) {
+        const Sizes n = sizes(T, B, I, H, P, reverse, lengths);
         auto f = is_float64(x) ? backward_typed<double> : backward_typed<float>;
-        f(cell, n, x, w_ih, w_hh, gates, h_prev, c_prev, aux, dy, dh_n, dc_n, dx, dh0, dc0, dw_ih, dw_hh, db_ih,
-          db_hh, dgates, dgates_rec);
+        f(cell, n, x, w_ih, w_hh, w_hr, gates, h_prev, c_prev, aux, m, dy, dh_n, dc_n, dx, dh0, dc0, dw_ih, dw_hh,
+          db_ih, db_hh, dw_hr, dgates, dgates_rec, dh_total);
       },
-      py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("reverse"),
-      py::arg("lengths"), py::arg("x"), py::arg("weight_ih"), py::arg("weight_hh"), py::arg("gates"),
-      py::arg("h_prev"), py::arg("c_prev"), py::arg("aux"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
-      py::arg("dx"), py::arg("dh0"), py::arg("dc0"), py::arg("dweight_ih"), py::arg("dweight_hh"),
-      py::arg("dbias_ih"), py::arg("dbias_hh"), py::arg("dgates"), py::arg("dgates_rec"));
+      py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("P"), py::arg("reverse"),
+      py::arg("lengths"), py::arg("x"), py::arg("weight_ih"), py::arg("weight_hh"), py::arg("weight_hr"),
+      py::arg("gates"), py::arg("h_prev"), py::arg("c_prev"), py::arg("aux"), py::arg("m"), py::arg("dy"),
+      py::arg("dh_n"), py::arg("dc_n"), py::arg("dx"), py::arg("dh0"), py::arg("dc0"), py::arg("dweight_ih"),
+      py::arg("dweight_hh"), py::arg("dbias_ih"), py::arg("dbias_hh"), py::arg("dweight_hr"), py::arg("dgates"),
+      py::arg("dgates_rec"), py::arg("dh_total"));
 }

@@ -59,7 +59,7 @@ def lengths_array(lengths: Any, T: int, B: int) -> np.ndarray | None:
         raise ValueError(f"lengths must have shape ({B},) (one per sequence), got {arr.shape}")
     if B and (arr.min() < 1 or arr.max() > T):
         raise ValueError(f"lengths must lie in [1, {T}] (T = {T}), got values from {arr.min()} to {arr.max()}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return np.array(arr, dtype=np.int64, order="C", copy=True)  # a private copy: tapes keep it
 
 
 def positive_int(value: Any, name: str) -> int:

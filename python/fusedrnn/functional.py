@@ -40,9 +40,11 @@ _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 class Tape:
     """What a forward keeps for its backward (shapes in ``csrc/include/fusedrnn/conventions.h``).
 
-    ``gates (T, B, G*H)`` activated gates, ``h_prev (T, B, H)`` the state entering each step,
-    ``c_prev`` (LSTM) likewise for the cell state, ``aux`` (GRU) ``R_n h + b_rn``. ``x`` and the
-    weights are private copies, so changing the caller's arrays after the forward is harmless.
+    ``gates (T, B, G*H)`` activated gates, ``h_prev (T, B, P)`` the state entering each step,
+    ``c_prev (T, B, H)`` (LSTM) likewise for the cell state, ``aux (T, B, H)`` (GRU)
+    ``R_n h + b_rn``, ``m (T, B, H)`` (LSTM with projection) ``o * tanh(c)``. ``x``, ``lengths``
+    and the weights are private copies, so changing the caller's arrays after the forward is
+    harmless.
     """
 
     cell: str
@@ -51,11 +53,13 @@ class Tape:
     x: np.ndarray
     weight_ih: np.ndarray
     weight_hh: np.ndarray
+    weight_hr: np.ndarray | None
     has_bias: bool
     gates: np.ndarray
     h_prev: np.ndarray
     c_prev: np.ndarray | None
     aux: np.ndarray | None
+    m: np.ndarray | None
 
     @property
     def dtype(self) -> np.dtype:
@@ -74,6 +78,7 @@ def _forward(
     lengths: Any,
     reverse: bool,
     need_tape: bool,
+    weight_hr: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Tape | None]:
     G = _GATES[cell]
     w_ih = _checks.float_array(weight_ih, "weight_ih")
@@ -81,8 +86,14 @@ def _forward(
     if w_ih.ndim != 2 or w_ih.shape[0] == 0 or w_ih.shape[0] % G or w_ih.shape[1] == 0:
         raise ValueError(f"weight_ih must have shape ({G}*H, I) with H, I >= 1, got {w_ih.shape}")
     H, I = w_ih.shape[0] // G, w_ih.shape[1]
+    P = H
+    if weight_hr is not None:
+        w_hr = _checks.float_array(weight_hr, "weight_hr", dtype)
+        if w_hr.ndim != 2 or w_hr.shape[1] != H or not 1 <= w_hr.shape[0] < H:
+            raise ValueError(f"weight_hr must have shape (P, {H}) (proj_size P, H) with 1 <= P < H, got {w_hr.shape}")
+        P = w_hr.shape[0]
     w_hh = _checks.float_array(weight_hh, "weight_hh", dtype)
-    _checks.shape(w_hh, "weight_hh", (G * H, H), "(G*H, H)")
+    _checks.shape(w_hh, "weight_hh", (G * H, P), "(G*H, P)" if weight_hr is not None else "(G*H, H)")
     if (bias_ih is None) != (bias_hh is None):
         raise ValueError("bias_ih and bias_hh must both be arrays or both be None")
     has_bias = bias_ih is not None
@@ -98,7 +109,7 @@ def _forward(
         raise ValueError(f"x must have shape (T, B, {I}) (T, B, I), got {x_arr.shape}")
     T, B = x_arr.shape[:2]
     h0_arr = _checks.float_array(h0, "h0", dtype)
-    _checks.shape(h0_arr, "h0", (B, H), "(B, H)")
+    _checks.shape(h0_arr, "h0", (B, P), "(B, P)" if weight_hr is not None else "(B, H)")
     lstm = cell == "lstm"
     if lstm:
         c0_arr = _checks.float_array(c0, "c0", dtype)
@@ -112,25 +123,30 @@ def _forward(
         x_c = np.array(x_arr, order="C", copy=True) if x_arr.size else empty(x_arr.shape, dtype)
         if lengths_arr is not None:
             x_c[np.arange(T)[:, None] >= lengths_arr[None, :]] = 0
-        w_ih_c, w_hh_c = np.array(w_ih, dtype, order="C"), np.array(w_hh, order="C")
+        w_ih_c, w_hh_c = np.array(w_ih, order="C"), np.array(w_hh, order="C")
+        w_hr_c = np.array(w_hr, order="C") if weight_hr is not None else None
     else:
         x_c, w_ih_c, w_hh_c = (np.ascontiguousarray(a) for a in (x_arr, w_ih, w_hh))
-    y = empty((T, B, H), dtype)
-    h_n = empty((B, H), dtype)
+        w_hr_c = np.ascontiguousarray(w_hr) if weight_hr is not None else None
+    y = empty((T, B, P), dtype)
+    h_n = empty((B, P), dtype)
     c_n = empty((B, H), dtype) if lstm else None
     gates = empty((T, B, G * H), dtype)
-    h_prev = empty((T, B, H), dtype) if need_tape else None
+    h_prev = empty((T, B, P), dtype) if need_tape else None
     c_prev = empty((T, B, H), dtype) if need_tape and lstm else None
     aux = empty((T, B, H), dtype) if need_tape and cell == "gru" else None
+    m = empty((T, B, H), dtype) if need_tape and w_hr_c is not None else None
     _C.forward(
-        getattr(_C.CellKind, cell), T, B, I, H, bool(reverse), lengths_arr,
+        getattr(_C.CellKind, cell), T, B, I, H, P, bool(reverse), lengths_arr,
         x_c, np.ascontiguousarray(h0_arr), np.ascontiguousarray(c0_arr) if lstm else None,
-        w_ih_c, w_hh_c, np.ascontiguousarray(b_ih), np.ascontiguousarray(b_hh),
-        y, h_n, c_n, gates, h_prev, c_prev, aux,
+        w_ih_c, w_hh_c, np.ascontiguousarray(b_ih), np.ascontiguousarray(b_hh), w_hr_c,
+        y, h_n, c_n, gates, h_prev, c_prev, aux, m,
     )  # fmt: skip
     tape = None
     if need_tape:
-        tape = Tape(cell, bool(reverse), lengths_arr, x_c, w_ih_c, w_hh_c, has_bias, gates, h_prev, c_prev, aux)
+        tape = Tape(
+            cell, bool(reverse), lengths_arr, x_c, w_ih_c, w_hh_c, w_hr_c, has_bias, gates, h_prev, c_prev, aux, m
+        )
     return y, h_n, c_n, tape
 
 
@@ -138,37 +154,43 @@ def _backward(cell: str, tape: Any, dy: Any, dh_n: Any, dc_n: Any) -> dict[str, 
     if not isinstance(tape, Tape) or tape.cell != cell:
         raise TypeError(f"tape must be the Tape returned by fusedrnn.functional's {cell.split('_')[0]}_forward")
     T, B, I = tape.x.shape
-    GH, H = tape.weight_hh.shape
+    GH, P = tape.weight_hh.shape
+    H = GH // _GATES[cell]
     dtype = tape.dtype
     dy_arr = _checks.float_array(dy, "dy", dtype)
-    _checks.shape(dy_arr, "dy", (T, B, H), "(T, B, H)")
+    _checks.shape(dy_arr, "dy", (T, B, P), "(T, B, P)" if P != H else "(T, B, H)")
 
-    def state_grad(value: Any, name: str) -> np.ndarray:
+    def state_grad(value: Any, name: str, size: int) -> np.ndarray:
         if value is None:
-            return np.zeros((B, H), dtype)
+            return np.zeros((B, size), dtype)
         arr = _checks.float_array(value, name, dtype)
-        _checks.shape(arr, name, (B, H), "(B, H)")
+        _checks.shape(arr, name, (B, size))
         return np.ascontiguousarray(arr)
 
     lstm = cell == "lstm"
-    dh_n_arr = state_grad(dh_n, "dh_n")
-    dc_n_arr = state_grad(dc_n, "dc_n") if lstm else None
+    projected = tape.weight_hr is not None
+    dh_n_arr = state_grad(dh_n, "dh_n", P)
+    dc_n_arr = state_grad(dc_n, "dc_n", H) if lstm else None
     empty = _checks.empty
-    grads: dict[str, np.ndarray | None] = {"x": empty((T, B, I), dtype), "h0": empty((B, H), dtype)}
+    grads: dict[str, np.ndarray | None] = {"x": empty((T, B, I), dtype), "h0": empty((B, P), dtype)}
     if lstm:
         grads["c0"] = empty((B, H), dtype)
     grads["weight_ih"] = empty((GH, I), dtype)
-    grads["weight_hh"] = empty((GH, H), dtype)
+    grads["weight_hh"] = empty((GH, P), dtype)
     db_ih, db_hh = empty((GH,), dtype), empty((GH,), dtype)
+    dw_hr = empty((P, H), dtype) if projected else None
     _C.backward(
-        getattr(_C.CellKind, cell), T, B, I, H, tape.reverse, tape.lengths,
-        tape.x, tape.weight_ih, tape.weight_hh, tape.gates, tape.h_prev, tape.c_prev, tape.aux,
-        np.ascontiguousarray(dy_arr), dh_n_arr, dc_n_arr,
-        grads["x"], grads["h0"], grads.get("c0"), grads["weight_ih"], grads["weight_hh"], db_ih, db_hh,
+        getattr(_C.CellKind, cell), T, B, I, H, P, tape.reverse, tape.lengths,
+        tape.x, tape.weight_ih, tape.weight_hh, tape.weight_hr, tape.gates, tape.h_prev, tape.c_prev, tape.aux,
+        tape.m, np.ascontiguousarray(dy_arr), dh_n_arr, dc_n_arr,
+        grads["x"], grads["h0"], grads.get("c0"), grads["weight_ih"], grads["weight_hh"], db_ih, db_hh, dw_hr,
         empty((T, B, GH), dtype), empty((T, B, GH), dtype) if cell == "gru" else None,
+        empty((T, B, P), dtype) if projected else None,
     )  # fmt: skip
     grads["bias_ih"] = db_ih if tape.has_bias else None
     grads["bias_hh"] = db_hh if tape.has_bias else None
+    if projected:
+        grads["weight_hr"] = dw_hr
     return grads
 
 
@@ -249,29 +271,37 @@ def lstm_forward(
     bias_ih: Any = None,
     bias_hh: Any = None,
     *,
+    weight_hr: Any = None,
     lengths: Any = None,
     reverse: bool = False,
     need_tape: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Tape | None]:
     """LSTM forward, gates i, f, g, o: ``c' = sig(f) c + sig(i) tanh(g)``, ``h' = sig(o) tanh(c')``.
 
+    With a projection ``weight_hr`` of shape (P, H): ``h' = W_hr (sig(o) tanh(c'))`` of size P.
+
     Parameters
     ----------
     x : array, shape (T, B, I)
-    h0, c0 : arrays, shape (B, H)
-    weight_ih, weight_hh : arrays, shapes (4*H, I) and (4*H, H)
+    h0 : array, shape (B, P) (P = H without projection)
+    c0 : array, shape (B, H)
+    weight_ih, weight_hh : arrays, shapes (4*H, I) and (4*H, P)
     bias_ih, bias_hh : arrays of shape (4*H,), or both None
+    weight_hr : array of shape (P, H) with 1 <= P < H, optional
     lengths : integer array of shape (B,) with values in [1, T], optional
     reverse : bool
     need_tape : bool
 
     Returns
     -------
-    y : ndarray, shape (T, B, H)
-    h_n, c_n : ndarrays, shape (B, H)
+    y : ndarray, shape (T, B, P)
+    h_n : ndarray, shape (B, P)
+    c_n : ndarray, shape (B, H)
     tape : Tape or None
     """
-    y, h_n, c_n, tape = _forward("lstm", x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, need_tape)
+    y, h_n, c_n, tape = _forward(
+        "lstm", x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, need_tape, weight_hr
+    )
     assert c_n is not None
     return y, h_n, c_n, tape
 
@@ -282,13 +312,15 @@ def lstm_backward(tape: Tape, dy: Any, dh_n: Any = None, dc_n: Any = None) -> di
     Parameters
     ----------
     tape : Tape
-    dy : array, shape (T, B, H)
-    dh_n, dc_n : arrays of shape (B, H), optional (None means zeros)
+    dy : array, shape (T, B, P)
+    dh_n : array of shape (B, P), optional (None means zeros)
+    dc_n : array of shape (B, H), optional (None means zeros)
 
     Returns
     -------
     dict
-        ``"x"``, ``"h0"``, ``"c0"``, ``"weight_ih"``, ``"weight_hh"``, ``"bias_ih"``, ``"bias_hh"``.
+        ``"x"``, ``"h0"``, ``"c0"``, ``"weight_ih"``, ``"weight_hh"``, ``"bias_ih"``, ``"bias_hh"``,
+        and ``"weight_hr"`` when the forward had a projection.
     """
     return _backward("lstm", tape, dy, dh_n, dc_n)
 

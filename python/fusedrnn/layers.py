@@ -76,7 +76,9 @@ class _Recurrent:
         self._params: dict[str, np.ndarray] = {}
         bound = 1.0 / math.sqrt(self.hidden_size)
         for name, shape in self._param_shapes():  # torch's order and initialisation: U(-1/sqrt(H), 1/sqrt(H))
-            self._params[name] = self._rng.uniform(-bound, bound, shape).astype(self.dtype)
+            param = _checks.empty(shape, self.dtype)  # MemoryError for sizes that cannot exist
+            param[...] = self._rng.uniform(-bound, bound, shape)
+            self._params[name] = param
         self.grads: dict[str, np.ndarray] = {k: np.zeros_like(v) for k, v in self._params.items()}
         self._tape: dict[str, Any] | None = None
 
@@ -197,18 +199,19 @@ class _Recurrent:
             self._tape = {"tapes": tapes, "x_shape": x_arr.shape, "unbatched": unbatched, "T": T, "B": B}
         return y, finals
 
-    def _split_state(self, state: Any, shape: tuple[int, ...]) -> list[np.ndarray]:
+    def _split_state(self, state: Any, shape: tuple[int, ...], names: tuple[str, str] = ("h0", "c0")) -> list[np.ndarray]:
+        """``state`` (h, or (h, c) for LSTM) as arrays of ``shape``; ``names`` name them in errors."""
         cls = type(self).__name__
-        names = ("h0", "c0") if self._has_cell_state else ("h0",)
+        names = names if self._has_cell_state else names[:1]
         if state is None:
             return [np.zeros(shape, self.dtype) for _ in names]
         if self._has_cell_state:
             if not isinstance(state, (tuple, list)) or len(state) != 2:
-                raise TypeError(f"{cls} state must be a tuple (h0, c0) of arrays of shape {shape}")
+                raise TypeError(f"{cls} {'/'.join(names)}: expected a tuple ({', '.join(names)}) of arrays of shape {shape}")
             parts = list(state)
         else:
             if isinstance(state, (tuple, list)):
-                raise TypeError(f"{cls} state must be one array h0 of shape {shape}, not a {type(state).__name__}")
+                raise TypeError(f"{cls} {names[0]} must be one array of shape {shape}, not a {type(state).__name__}")
             parts = [state]
         arrays = []
         for name, part in zip(names, parts):
@@ -249,7 +252,7 @@ class _Recurrent:
         dy_arr = _checks.float_array(dy, "dy", self.dtype)
         _checks.shape(dy_arr, "dy", y_shape, "(the shape of y)")
         state_shape = (LD, H) if unbatched else (LD, B, H)
-        dstates = self._split_state(state_grad, state_shape)
+        dstates = self._split_state(state_grad, state_shape, ("dh_n", "dc_n"))
         if unbatched:
             dy_arr = dy_arr[:, None, :]
             dstates = [s[:, None, :] for s in dstates]

@@ -86,6 +86,7 @@ class LSTMTape(_TapeBase):
     gates: Array  # (T, B, 4H)  [sig(i), sig(f), tanh(g), sig(o)]
     c_prev: Array  # (T, B, H)
     tanh_c: Array  # (T, B, H)  tanh(c') of the step (before masking)
+    weight_hr: Array | None = None  # (P, H) projection; h_prev is then (T, B, P)
 
 
 @dataclass(frozen=True)
@@ -125,12 +126,13 @@ class _Args(NamedTuple):
 
     dtype: np.dtype[Any]
     x: Array  # (T, B, I)
-    states: dict[str, Array]  # "h0" (and "c0"): (B, H)
+    states: dict[str, Array]  # "h0": (B, P), "c0": (B, H)
     weight_ih: Array  # (G*H, I)
-    weight_hh: Array  # (G*H, H)
+    weight_hh: Array  # (G*H, P)
     bias_ih: Array | None  # (G*H,)
     bias_hh: Array | None  # (G*H,)
     valid: Array  # (T, B) bool: True where step t is real for sequence b
+    weight_hr: Array | None  # (P, H): LSTM projection
 
 
 def _prepare(
@@ -142,6 +144,7 @@ def _prepare(
     bias_ih: ArrayLike | None,
     bias_hh: ArrayLike | None,
     lengths: ArrayLike | None,
+    weight_hr: ArrayLike | None = None,
 ) -> _Args:
     """Validate the forward's arguments; return private copies in the common float dtype."""
     xa = np.asarray(x)
@@ -156,17 +159,24 @@ def _prepare(
     if xa.ndim != 3:
         raise ValueError(f"x must have shape (T, B, I), got {xa.shape}")
     T, B, I = xa.shape
-    if w_hh.ndim != 2 or w_hh.shape[0] != gates * w_hh.shape[1]:
-        raise ValueError(f"weight_hh must have shape ({gates}*H, H), got {w_hh.shape}")
-    H = w_hh.shape[1]
+    w_hr = None if weight_hr is None else np.asarray(weight_hr)
+    if w_hr is None:
+        if w_hh.ndim != 2 or w_hh.shape[0] != gates * w_hh.shape[1]:
+            raise ValueError(f"weight_hh must have shape ({gates}*H, H), got {w_hh.shape}")
+        H = P = w_hh.shape[1]
+    else:
+        if w_hr.ndim != 2 or not 1 <= w_hr.shape[0] < w_hr.shape[1]:
+            raise ValueError(f"weight_hr must have shape (P, H) with 1 <= P < H, got {w_hr.shape}")
+        P, H = w_hr.shape
+        _check_shape("weight_hh", w_hh, (gates * H, P))
     _check_shape("weight_ih", w_ih, (gates * H, I))
     for name, a in st.items():
-        _check_shape(name, a, (B, H))
+        _check_shape(name, a, (B, P) if name == "h0" else (B, H))
     if b_ih is not None and b_hh is not None:
         _check_shape("bias_ih", b_ih, (gates * H,))
         _check_shape("bias_hh", b_hh, (gates * H,))
 
-    arrays = [xa, *st.values(), w_ih, w_hh] + ([] if b_ih is None else [b_ih, b_hh])
+    arrays = [xa, *st.values(), w_ih, w_hh] + ([] if b_ih is None else [b_ih, b_hh]) + ([] if w_hr is None else [w_hr])
     dtype = np.result_type(*arrays)
     if not np.issubdtype(dtype, np.floating):
         raise TypeError(f"inputs must have a real floating dtype, got {dtype}")
@@ -195,6 +205,7 @@ def _prepare(
         bias_ih=None if b_ih is None else cast(b_ih),
         bias_hh=None if b_hh is None else cast(b_hh),
         valid=valid,
+        weight_hr=None if w_hr is None else cast(w_hr),
     )
 
 
@@ -371,13 +382,16 @@ def lstm_forward(
     bias_ih: ArrayLike | None = None,
     bias_hh: ArrayLike | None = None,
     *,
+    weight_hr: ArrayLike | None = None,
     lengths: ArrayLike | None = None,
     reverse: bool = False,
     need_tape: bool = True,
 ) -> tuple[Array, Array, Array, LSTMTape | None]:
     """LSTM forward, one layer and one direction, gate order i, f, g, o.
 
-    ``c' = sig(f) c + sig(i) tanh(g)``, ``h' = sig(o) tanh(c')``.
+    ``c' = sig(f) c + sig(i) tanh(g)``, ``h' = sig(o) tanh(c')``; with a projection
+    ``weight_hr`` (P, H): ``h' = W_hr (sig(o) tanh(c'))``, and ``h0``, ``h_n``, ``y`` have size P
+    (``weight_hh`` is then (4*H, P)).
 
     Parameters
     ----------
@@ -407,18 +421,19 @@ def lstm_forward(
     tape : LSTMTape or None
         Pass to :func:`lstm_backward`.
     """
-    args = _prepare(4, x, {"h0": h0, "c0": c0}, weight_ih, weight_hh, bias_ih, bias_hh, lengths)
+    args = _prepare(4, x, {"h0": h0, "c0": c0}, weight_ih, weight_hh, bias_ih, bias_hh, lengths, weight_hr)
     dtype, xa, st, valid = args.dtype, args.x, args.states, args.valid
-    w_ih, w_hh, b_ih, b_hh = args.weight_ih, args.weight_hh, args.bias_ih, args.bias_hh
+    w_ih, w_hh, b_ih, b_hh, w_hr = args.weight_ih, args.weight_hh, args.bias_ih, args.bias_hh, args.weight_hr
     T, B, _ = xa.shape
-    H = w_hh.shape[1]
+    H = w_hh.shape[0] // 4
+    P = H if w_hr is None else w_hr.shape[0]
 
     gx = xa @ w_ih.T  # (T, B, 4H)
     if b_ih is not None and b_hh is not None:
         gx = gx + (b_ih + b_hh)
 
-    y = np.zeros((T, B, H), dtype=dtype)
-    h_prev = np.empty((T, B, H), dtype=dtype)
+    y = np.zeros((T, B, P), dtype=dtype)
+    h_prev = np.empty((T, B, P), dtype=dtype)
     c_prev = np.empty((T, B, H), dtype=dtype)
     gates = np.empty((T, B, 4 * H), dtype=dtype)
     tanh_c = np.empty((T, B, H), dtype=dtype)
@@ -433,7 +448,7 @@ def lstm_forward(
         o = _sigmoid(a[:, 3 * H:4 * H])
         c_new = f * c + i * g
         tc = np.tanh(c_new)
-        h_new = o * tc
+        h_new = o * tc if w_hr is None else (o * tc) @ w_hr.T
         gates[t] = np.concatenate([i, f, g, o], axis=1)
         tanh_c[t] = tc
         y[t] = np.where(m, h_new, 0)
@@ -444,7 +459,7 @@ def lstm_forward(
     if need_tape:
         tape = LSTMTape(x=xa, weight_ih=w_ih, weight_hh=w_hh, has_bias=b_ih is not None,
                         h_prev=h_prev, valid=valid, reverse=reverse,
-                        gates=gates, c_prev=c_prev, tanh_c=tanh_c)
+                        gates=gates, c_prev=c_prev, tanh_c=tanh_c, weight_hr=w_hr)
     return y, np.array(h, dtype=dtype, copy=True), np.array(c, dtype=dtype, copy=True), tape
 
 
@@ -470,16 +485,24 @@ def lstm_backward(tape: LSTMTape, dy: ArrayLike, dh_n: ArrayLike | None = None,
     if not isinstance(tape, LSTMTape):
         raise TypeError("tape must be the LSTMTape returned by lstm_forward")
     T, B, _ = tape.x.shape
-    H = tape.weight_hh.shape[1]
+    H = tape.weight_hh.shape[0] // 4
+    w_hr = tape.weight_hr
+    P = H if w_hr is None else w_hr.shape[0]
     dt = tape.dtype
-    dya = _prepare_grad("dy", dy, (T, B, H), dt)
-    dh = _prepare_grad("dh_n", dh_n, (B, H), dt)
+    dya = _prepare_grad("dy", dy, (T, B, P), dt)
+    dh = _prepare_grad("dh_n", dh_n, (B, P), dt)
     dc = _prepare_grad("dc_n", dc_n, (B, H), dt)
 
     dg = np.zeros((T, B, 4 * H), dtype=dt)  # gradient of the gate pre-activations
+    dw_hr = None if w_hr is None else np.zeros((P, H), dtype=dt)
     for t in reversed(_time_steps(T, tape.reverse)):
         m = tape.valid[t][:, None]
-        dh_t = dh + np.where(m, dya[t], 0)
+        dh_t = dh + np.where(m, dya[t], 0)  # gradient of this step's h'
+        if w_hr is not None:  # h' = W_hr m', m' = o tanh(c'): continue with the gradient of m'
+            gt = tape.gates[t]
+            m_t = gt[:, 3 * H:4 * H] * tape.tanh_c[t]
+            dw_hr += np.where(m, dh_t, 0).T @ m_t
+            dh_t = dh_t @ w_hr
         gt = tape.gates[t]
         i, f, g, o = gt[:, 0:H], gt[:, H:2 * H], gt[:, 2 * H:3 * H], gt[:, 3 * H:4 * H]
         tc = tape.tanh_c[t]
@@ -497,7 +520,11 @@ def lstm_backward(tape: LSTMTape, dy: ArrayLike, dh_n: ArrayLike | None = None,
     grads = _param_grads(tape, dg, dg)
     grads["h0"] = dh
     grads["c0"] = dc
-    return _ordered(grads, ("x", "h0", "c0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    keys = ("x", "h0", "c0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    if w_hr is not None:
+        grads["weight_hr"] = dw_hr
+        keys += ("weight_hr",)
+    return _ordered(grads, keys)
 
 
 # ----------------------------------------------------------------------------------------------

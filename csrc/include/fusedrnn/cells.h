@@ -45,7 +45,7 @@ struct RnnCell {
   static FUSEDRNN_HOST_DEVICE void forward(const S* xp, const S* hp, S /*h*/, S /*c*/, S* a, S& /*aux*/,
                                            S& h_new, S& /*c_new*/) {
     const S pre = xp[0] + hp[0];
-    a[0] = Relu ? (pre > S(0) ? pre : S(0)) : tanh_(pre);
+    a[0] = Relu ? (pre < S(0) ? S(0) : pre) : tanh_(pre);  // relu keeps NaN, as torch does
     h_new = a[0];
   }
 

@@ -9,6 +9,7 @@ namespace fusedrnn {
 
 struct Sizes {
   index_t T = 0, B = 0, I = 0, H = 0;
+  index_t P = 0;  // size of h: H, or proj_size for an LSTM with a projection
   bool reverse = false;
   const std::int64_t* lengths = nullptr;  // [B] values in [1, T], or nullptr: all T
 
@@ -20,20 +21,22 @@ template <class S>
 struct ForwardParams {
   Sizes n;
   const S* x = nullptr;     // [T, B, I]
-  const S* h0 = nullptr;    // [B, H]
+  const S* h0 = nullptr;    // [B, P]
   const S* c0 = nullptr;    // [B, H]  LSTM
   const S* w_ih = nullptr;  // [GH, I]
-  const S* w_hh = nullptr;  // [GH, H]
+  const S* w_hh = nullptr;  // [GH, P]
   const S* b_ih = nullptr;  // [GH]
   const S* b_hh = nullptr;  // [GH]
-  S* y = nullptr;           // [T, B, H]
-  S* h_n = nullptr;         // [B, H]
+  const S* w_hr = nullptr;  // [P, H]  LSTM projection, or nullptr
+  S* y = nullptr;           // [T, B, P]
+  S* h_n = nullptr;         // [B, P]
   S* c_n = nullptr;         // [B, H]  LSTM
   S* gates = nullptr;       // [T, B, GH] workspace; with a tape, the activated gates
   // The tape; all nullptr for inference.
-  S* h_prev = nullptr;  // [T, B, H]
+  S* h_prev = nullptr;  // [T, B, P]
   S* c_prev = nullptr;  // [T, B, H]  LSTM
   S* aux = nullptr;     // [T, B, H]  GRU
+  S* m = nullptr;       // [T, B, H]  projected LSTM: o * tanh(c), the input of the projection
 };
 
 template <class S>
@@ -41,23 +44,27 @@ struct BackwardParams {
   Sizes n;
   const S* x = nullptr;     // [T, B, I] (zero at padding steps)
   const S* w_ih = nullptr;  // [GH, I]
-  const S* w_hh = nullptr;  // [GH, H]
+  const S* w_hh = nullptr;  // [GH, P]
+  const S* w_hr = nullptr;  // [P, H]  LSTM projection, or nullptr
   const S* gates = nullptr;   // [T, B, GH] tape
-  const S* h_prev = nullptr;  // [T, B, H] tape
+  const S* h_prev = nullptr;  // [T, B, P] tape
   const S* c_prev = nullptr;  // [T, B, H] tape, LSTM
   const S* aux = nullptr;     // [T, B, H] tape, GRU
-  const S* dy = nullptr;      // [T, B, H]
-  const S* dh_n = nullptr;    // [B, H]
+  const S* m = nullptr;       // [T, B, H] tape, projected LSTM
+  const S* dy = nullptr;      // [T, B, P]
+  const S* dh_n = nullptr;    // [B, P]
   const S* dc_n = nullptr;    // [B, H]  LSTM
   S* dx = nullptr;            // [T, B, I]
-  S* dh0 = nullptr;           // [B, H]
+  S* dh0 = nullptr;           // [B, P]
   S* dc0 = nullptr;           // [B, H]  LSTM
   S* dw_ih = nullptr;         // [GH, I]
-  S* dw_hh = nullptr;         // [GH, H]
+  S* dw_hh = nullptr;         // [GH, P]
+  S* dw_hr = nullptr;         // [P, H]  projected LSTM
   S* db_ih = nullptr;         // [GH]
   S* db_hh = nullptr;         // [GH]
   S* dgates = nullptr;        // [T, B, GH] workspace: d(loss)/d(W x + b_w)
   S* dgates_rec = nullptr;    // [T, B, GH] workspace, GRU only: d(loss)/d(R h + b_r)
+  S* dh_total = nullptr;      // [T, B, P] workspace, projected LSTM: d(loss)/d(h) leaving each step
 };
 
 }  // namespace fusedrnn
