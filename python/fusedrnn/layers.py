@@ -18,7 +18,7 @@ from ._grad_mode import is_grad_enabled
 
 __all__ = ["RNN", "LSTM", "GRU"]
 
-_PARAM_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+_PARAM_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
 
 class _Recurrent:
@@ -52,18 +52,10 @@ class _Recurrent:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)) or proj_size < 0:
             raise ValueError(f"proj_size must be an int >= 0, got {proj_size!r}")
+        if proj_size >= self.hidden_size:
+            raise ValueError(f"proj_size must be smaller than hidden_size ({self.hidden_size}), got {proj_size}")
         if device != "cpu":
             raise NotImplementedError(f"device={device!r}: only 'cpu' is available in this build")
-        not_yet = {
-            "num_layers": (num_layers, 1),
-            "batch_first": (batch_first, False),
-            "dropout": (dropout, 0.0),
-            "bidirectional": (bidirectional, False),
-            "proj_size": (proj_size, 0),
-        }
-        for name, (value, default) in not_yet.items():
-            if value != default:
-                raise NotImplementedError(f"{name}={value!r} is not implemented yet (only {name}={default!r})")
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
@@ -87,15 +79,22 @@ class _Recurrent:
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
+    @property
+    def _out_size(self) -> int:
+        """Size of h and of each direction's output: proj_size if set, else hidden_size."""
+        return self.proj_size or self.hidden_size
+
     def _param_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
-        GH, H = self._gates * self.hidden_size, self.hidden_size
+        GH, H, P = self._gates * self.hidden_size, self.hidden_size, self._out_size
         shapes = []
         for k in range(self.num_layers):
-            in_size = self.input_size if k == 0 else H * self.num_directions
+            in_size = self.input_size if k == 0 else P * self.num_directions
             for suffix in self._suffixes(k):
-                shapes += [(f"weight_ih{suffix}", (GH, in_size)), (f"weight_hh{suffix}", (GH, H))]
+                shapes += [(f"weight_ih{suffix}", (GH, in_size)), (f"weight_hh{suffix}", (GH, P))]
                 if self.bias:
                     shapes += [(f"bias_ih{suffix}", (GH,)), (f"bias_hh{suffix}", (GH,))]
+                if self.proj_size:
+                    shapes += [(f"weight_hr{suffix}", (P, H))]
         return shapes
 
     def _suffixes(self, layer: int) -> list[str]:
@@ -141,17 +140,22 @@ class _Recurrent:
 
     # ------------------------------------------------------------------ modes
     def train(self, mode: bool = True) -> _Recurrent:
-        """Training mode (the default): forwards keep a tape for :meth:`backward`."""
+        """Training mode (the default): forwards keep a tape for :meth:`backward`, dropout is on."""
         self.training = bool(mode)
         return self
 
     def eval(self) -> _Recurrent:
-        """Inference mode: forwards keep no tape (and :meth:`backward` is an error)."""
+        """Inference mode: no tape (:meth:`backward` is an error), no dropout."""
         return self.train(False)
 
     # ------------------------------------------------------------------ forward / backward
+    def _state_shapes(self, B: int | None) -> list[tuple[int, ...]]:
+        """Shapes of h (and c): (num_layers * num_directions, [B,] size)."""
+        LD = self.num_layers * self.num_directions
+        sizes = [self._out_size, self.hidden_size] if self._has_cell_state else [self._out_size]
+        return [(LD, n) if B is None else (LD, B, n) for n in sizes]
+
     def _run_forward(self, x: Any, state: Any, lengths: Any) -> tuple[np.ndarray, list[np.ndarray]]:
-        H, LD = self.hidden_size, self.num_layers * self.num_directions
         x_arr = _checks.float_array(x, "x", self.dtype)
         if x_arr.ndim not in (2, 3) or x_arr.shape[-1] != self.input_size:
             order = "(B, T, I)" if self.batch_first else "(T, B, I)"
@@ -162,8 +166,7 @@ class _Recurrent:
         unbatched = x_arr.ndim == 2
         xt = x_arr[:, None, :] if unbatched else (x_arr.swapaxes(0, 1) if self.batch_first else x_arr)
         T, B = xt.shape[:2]
-        state_shape = (LD, H) if unbatched else (LD, B, H)
-        states = self._split_state(state, state_shape)
+        states = self._split_state(state, self._state_shapes(None if unbatched else B))
         if unbatched:
             states = [s[:, None, :] for s in states]
             if lengths is not None:
@@ -173,7 +176,7 @@ class _Recurrent:
         need_tape = self.training and is_grad_enabled()
         p = self._params
         out_states: list[list[np.ndarray]] = [[] for _ in states]
-        tapes = []
+        tapes, masks = [], []
         inp = xt
         for k in range(self.num_layers):
             outs = []
@@ -181,13 +184,19 @@ class _Recurrent:
                 idx = k * self.num_directions + d
                 y, new_states, tape = self._cell_forward(
                     inp, [s[idx] for s in states], p[f"weight_ih{suffix}"], p[f"weight_hh{suffix}"],
-                    p.get(f"bias_ih{suffix}"), p.get(f"bias_hh{suffix}"), lengths_arr, d == 1, need_tape,
+                    p.get(f"bias_ih{suffix}"), p.get(f"bias_hh{suffix}"), p.get(f"weight_hr{suffix}"),
+                    lengths_arr, d == 1, need_tape,
                 )  # fmt: skip
                 outs.append(y)
                 tapes.append(tape)
                 for out, s in zip(out_states, new_states):
                     out.append(s)
             inp = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
+            if self.dropout and self.training and k < self.num_layers - 1:
+                keep = 1.0 - self.dropout  # inverted dropout: kept units scaled by 1/keep
+                mask = (self._rng.random(inp.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
+                masks.append(mask)
+                inp = inp * mask
         y = inp
         finals = [np.stack(s) for s in out_states]
         if unbatched:
@@ -196,25 +205,30 @@ class _Recurrent:
             y = y.swapaxes(0, 1)
         self._tape = None
         if need_tape:
-            self._tape = {"tapes": tapes, "x_shape": x_arr.shape, "unbatched": unbatched, "T": T, "B": B}
+            self._tape = {"tapes": tapes, "masks": masks, "y_shape": y.shape, "unbatched": unbatched, "B": B}
         return y, finals
 
-    def _split_state(self, state: Any, shape: tuple[int, ...], names: tuple[str, str] = ("h0", "c0")) -> list[np.ndarray]:
-        """``state`` (h, or (h, c) for LSTM) as arrays of ``shape``; ``names`` name them in errors."""
+    def _split_state(
+        self, state: Any, shapes: list[tuple[int, ...]], names: tuple[str, str] = ("h0", "c0")
+    ) -> list[np.ndarray]:
+        """``state`` (h, or (h, c) for LSTM) as arrays of ``shapes``; ``names`` name them in errors."""
         cls = type(self).__name__
         names = names if self._has_cell_state else names[:1]
         if state is None:
-            return [np.zeros(shape, self.dtype) for _ in names]
+            return [np.zeros(shape, self.dtype) for shape in shapes]
         if self._has_cell_state:
             if not isinstance(state, (tuple, list)) or len(state) != 2:
-                raise TypeError(f"{cls} {'/'.join(names)}: expected a tuple ({', '.join(names)}) of arrays of shape {shape}")
+                raise TypeError(
+                    f"{cls} {'/'.join(names)}: expected a tuple ({', '.join(names)}) of arrays of shapes "
+                    f"{shapes[0]} and {shapes[1]}"
+                )
             parts = list(state)
         else:
             if isinstance(state, (tuple, list)):
-                raise TypeError(f"{cls} {names[0]} must be one array of shape {shape}, not a {type(state).__name__}")
+                raise TypeError(f"{cls} {names[0]} must be one array of shape {shapes[0]}, not a {type(state).__name__}")
             parts = [state]
         arrays = []
-        for name, part in zip(names, parts):
+        for name, part, shape in zip(names, parts, shapes):
             arr = _checks.float_array(part, name, self.dtype)
             _checks.shape(arr, name, shape)
             arrays.append(arr)
@@ -246,13 +260,11 @@ class _Recurrent:
                 "backward() needs the tape of a forward run in training mode outside fusedrnn.no_grad(); "
                 "call the layer first (and not after eval())"
             )
-        H, LD = self.hidden_size, self.num_layers * self.num_directions
-        T, B, unbatched = rec["T"], rec["B"], rec["unbatched"]
-        y_shape = rec["x_shape"][:-1] + (H * self.num_directions,)
+        P, D = self._out_size, self.num_directions
+        unbatched = rec["unbatched"]
         dy_arr = _checks.float_array(dy, "dy", self.dtype)
-        _checks.shape(dy_arr, "dy", y_shape, "(the shape of y)")
-        state_shape = (LD, H) if unbatched else (LD, B, H)
-        dstates = self._split_state(state_grad, state_shape, ("dh_n", "dc_n"))
+        _checks.shape(dy_arr, "dy", rec["y_shape"], "(the shape of y)")
+        dstates = self._split_state(state_grad, self._state_shapes(None if unbatched else rec["B"]), ("dh_n", "dc_n"))
         if unbatched:
             dy_arr = dy_arr[:, None, :]
             dstates = [s[:, None, :] for s in dstates]
@@ -260,18 +272,20 @@ class _Recurrent:
             dy_arr = dy_arr.swapaxes(0, 1)
 
         grads: dict[str, np.ndarray] = {}
-        d_initial: list[list[np.ndarray | None]] = [[None] * LD for _ in dstates]
+        d_initial: list[list[Any]] = [[None] * len(rec["tapes"]) for _ in dstates]
         d_out = dy_arr
         for k in reversed(range(self.num_layers)):
+            if k < len(rec["masks"]):
+                d_out = d_out * rec["masks"][k]
             d_in = None
             for d, suffix in enumerate(self._suffixes(k)):
-                idx = k * self.num_directions + d
-                g = self._cell_backward(rec["tapes"][idx], d_out[:, :, d * H : (d + 1) * H], [s[idx] for s in dstates])
+                idx = k * D + d
+                g = self._cell_backward(rec["tapes"][idx], d_out[:, :, d * P : (d + 1) * P], [s[idx] for s in dstates])
                 d_in = g["x"] if d_in is None else d_in + g["x"]
                 for name, dinit in zip(("h0", "c0"), d_initial):
-                    dinit[idx] = g.get(name)
+                    dinit[idx] = g[name]
                 for kind in _PARAM_KINDS:
-                    if g[kind] is not None:
+                    if g.get(kind) is not None:
                         grads[f"{kind}{suffix}"] = g[kind]
             d_out = d_in
         for name, g in grads.items():
@@ -280,7 +294,7 @@ class _Recurrent:
             else:
                 np.copyto(self.grads[name], g)
         dx = d_out[:, 0] if unbatched else (d_out.swapaxes(0, 1) if self.batch_first else d_out)
-        d_states = [np.stack(s) for s in d_initial]  # type: ignore[arg-type]
+        d_states = [np.stack(s) for s in d_initial]
         if unbatched:
             d_states = [s[:, 0] for s in d_states]
         return dx, (tuple(d_states) if self._has_cell_state else d_states[0])
@@ -288,7 +302,8 @@ class _Recurrent:
     # ------------------------------------------------------------------ per cell
     def _cell_forward(
         self, x: np.ndarray, states: list[np.ndarray], w_ih: np.ndarray, w_hh: np.ndarray,
-        b_ih: np.ndarray | None, b_hh: np.ndarray | None, lengths: np.ndarray | None, reverse: bool, need_tape: bool,
+        b_ih: np.ndarray | None, b_hh: np.ndarray | None, w_hr: np.ndarray | None, lengths: np.ndarray | None,
+        reverse: bool, need_tape: bool,
     ) -> tuple[np.ndarray, list[np.ndarray], Any]:  # fmt: skip
         raise NotImplementedError
 
@@ -328,13 +343,24 @@ class LSTM(_Recurrent):
     ----------
     input_size, hidden_size : int
         Features of the input and of the state (>= 1).
-    num_layers, bias, batch_first, dropout, bidirectional, proj_size
-        As in ``torch.nn.LSTM``. This release implements one layer, one direction, time-major
-        input without dropout or projection; other values raise ``NotImplementedError``.
+    num_layers : int
+        Stacked layers; layer k+1 reads layer k's output (both directions concatenated).
+    bias : bool
+        Whether the layer has ``bias_ih``/``bias_hh``.
+    batch_first : bool
+        Input and output as (B, T, features) instead of (T, B, features); states stay (L*D, B, H).
+    dropout : float in [0, 1)
+        Dropout on each layer's output except the last, in training mode only (seedable masks,
+        reused by :meth:`backward`).
+    bidirectional : bool
+        Add a reverse direction per layer; outputs are concatenated as torch does.
+    proj_size : int
+        With ``0 < proj_size < hidden_size``, ``h = W_hr (o * tanh(c))`` of size proj_size
+        (parameters ``weight_hr_l{k}``); outputs and ``h`` have that size, ``c`` stays hidden_size.
     dtype : float32 or float64
     device : "cpu"
     seed : int, numpy Generator or None
-        Seeds the initialisation ``U(-1/sqrt(H), 1/sqrt(H))`` (and later dropout masks).
+        Seeds the initialisation ``U(-1/sqrt(H), 1/sqrt(H))`` and the dropout masks.
 
     Examples
     --------
@@ -364,10 +390,11 @@ class LSTM(_Recurrent):
         y, (h_n, c_n) = self._run_forward(x, hx, lengths)
         return y, (h_n, c_n)
 
-    def _cell_forward(self, x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, need_tape):  # type: ignore[no-untyped-def]
+    def _cell_forward(self, x, states, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, need_tape):  # type: ignore[no-untyped-def]
         y, h_n, c_n, tape = functional.lstm_forward(
-            x, states[0], states[1], w_ih, w_hh, b_ih, b_hh, lengths=lengths, reverse=reverse, need_tape=need_tape
-        )
+            x, states[0], states[1], w_ih, w_hh, b_ih, b_hh, weight_hr=w_hr, lengths=lengths, reverse=reverse,
+            need_tape=need_tape,
+        )  # fmt: skip
         return y, [h_n, c_n], tape
 
     def _cell_backward(self, tape, dy, dstates):  # type: ignore[no-untyped-def]
@@ -427,7 +454,7 @@ class GRU(_SingleState):
             dtype=dtype, device=device, seed=seed,
         )  # fmt: skip
 
-    def _cell_forward(self, x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, need_tape):  # type: ignore[no-untyped-def]
+    def _cell_forward(self, x, states, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, need_tape):  # type: ignore[no-untyped-def]
         y, h_n, tape = functional.gru_forward(
             x, states[0], w_ih, w_hh, b_ih, b_hh, lengths=lengths, reverse=reverse, need_tape=need_tape
         )
@@ -467,7 +494,7 @@ class RNN(_SingleState):
             dtype=dtype, device=device, seed=seed,
         )  # fmt: skip
 
-    def _cell_forward(self, x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, need_tape):  # type: ignore[no-untyped-def]
+    def _cell_forward(self, x, states, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, need_tape):  # type: ignore[no-untyped-def]
         y, h_n, tape = functional.rnn_forward(
             x, states[0], w_ih, w_hh, b_ih, b_hh, nonlinearity=self.nonlinearity,
             lengths=lengths, reverse=reverse, need_tape=need_tape,

@@ -46,6 +46,9 @@ __all__ = [
     "lstm_backward",
     "gru_forward",
     "gru_backward",
+    "StackedTape",
+    "stacked_forward",
+    "stacked_backward",
 ]
 
 Array = NDArray[Any]
@@ -659,3 +662,147 @@ def gru_backward(tape: GRUTape, dy: ArrayLike, dh_n: ArrayLike | None = None
     grads = _param_grads(tape, dgx, dgh)
     grads["h0"] = dh
     return _ordered(grads, ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Stacked and bidirectional layers, built on the single-layer functions above
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StackedTape:
+    """Tape of :func:`stacked_forward`: one single-layer tape per (layer, direction), and the masks."""
+
+    cell: str
+    num_layers: int
+    num_directions: int
+    tapes: list[Any]
+    dropout_masks: list[Array]
+    param_suffixes: list[str]
+
+
+def _suffix(layer: int, direction: int) -> str:
+    return f"_l{layer}" + ("_reverse" if direction else "")
+
+
+def stacked_forward(
+    cell: str,
+    x: ArrayLike,
+    h0: ArrayLike,
+    c0: ArrayLike | None,
+    params: dict[str, ArrayLike],
+    *,
+    num_layers: int,
+    bidirectional: bool = False,
+    nonlinearity: str = "tanh",
+    lengths: ArrayLike | None = None,
+    dropout_masks: list[ArrayLike] | tuple[ArrayLike, ...] = (),
+) -> tuple[Array, Array, Array | None, StackedTape]:
+    """Forward of ``torch.nn.{RNN,LSTM,GRU}`` with several layers and directions (time-major).
+
+    Parameters
+    ----------
+    cell : {"rnn", "lstm", "gru"}
+    x : array, shape (T, B, I)
+    h0 : array, shape (L*D, B, P)
+        Initial hidden states, index ``layer * D + direction`` (P = proj_size or H).
+    c0 : array, shape (L*D, B, H), or None for RNN/GRU
+    params : dict
+        Torch's ``state_dict()`` names: ``weight_ih_l{k}[_reverse]``, ``weight_hh_...``,
+        optional ``bias_ih_...``/``bias_hh_...`` and (LSTM) ``weight_hr_...``.
+    num_layers : int
+    bidirectional : bool
+    nonlinearity : {"tanh", "relu"}
+        RNN only.
+    lengths : integer array of shape (B,), optional
+    dropout_masks : sequence of L-1 arrays of shape (T, B, D*P)
+        Multiplied into the outputs of layers 0 .. L-2 (inverted dropout masks); empty: none.
+
+    Returns
+    -------
+    y : array, shape (T, B, D*P)
+    h_n : array, shape (L*D, B, P)
+    c_n : array, shape (L*D, B, H), or None
+    tape : StackedTape
+    """
+    if cell not in ("rnn", "lstm", "gru"):
+        raise ValueError(f"cell must be 'rnn', 'lstm' or 'gru', got {cell!r}")
+    D = 2 if bidirectional else 1
+    masks = [np.asarray(m) for m in dropout_masks]
+    if masks and len(masks) != num_layers - 1:
+        raise ValueError(f"dropout_masks must hold {num_layers - 1} arrays (one per layer but the last), got {len(masks)}")
+    h0a = np.asarray(h0)
+    c0a = None if c0 is None else np.asarray(c0)
+    inp = np.asarray(x)
+    tapes, suffixes, h_n, c_n = [], [], [], []
+    for k in range(num_layers):
+        outs = []
+        for d in range(D):
+            sfx = _suffix(k, d)
+            idx = k * D + d
+            w = [params[f"weight_ih{sfx}"], params[f"weight_hh{sfx}"],
+                 params.get(f"bias_ih{sfx}"), params.get(f"bias_hh{sfx}")]  # fmt: skip
+            kw: dict[str, Any] = {"lengths": lengths, "reverse": d == 1}
+            if cell == "lstm":
+                assert c0a is not None
+                y, h, c, tape = lstm_forward(inp, h0a[idx], c0a[idx], *w, weight_hr=params.get(f"weight_hr{sfx}"), **kw)
+                c_n.append(c)
+            elif cell == "gru":
+                y, h, tape = gru_forward(inp, h0a[idx], *w, **kw)
+            else:
+                y, h, tape = rnn_forward(inp, h0a[idx], *w, nonlinearity=nonlinearity, **kw)
+            outs.append(y)
+            h_n.append(h)
+            tapes.append(tape)
+            suffixes.append(sfx)
+        inp = np.concatenate(outs, axis=2)
+        if masks and k < num_layers - 1:
+            inp = inp * masks[k]
+    tape = StackedTape(cell, num_layers, D, tapes, masks, suffixes)
+    return inp, np.stack(h_n), (np.stack(c_n) if cell == "lstm" else None), tape
+
+
+def stacked_backward(
+    tape: StackedTape, dy: ArrayLike, dh_n: ArrayLike | None = None, dc_n: ArrayLike | None = None
+) -> dict[str, Array | None]:
+    """Backward of :func:`stacked_forward`.
+
+    Returns
+    -------
+    dict
+        ``"x"``, ``"h0"`` (and ``"c0"``) and one entry per parameter, named as in ``params``.
+    """
+    L, D = tape.num_layers, tape.num_directions
+    d_out = np.asarray(dy)
+    dh_all = None if dh_n is None else np.asarray(dh_n)
+    dc_all = None if dc_n is None else np.asarray(dc_n)
+    grads: dict[str, Array | None] = {}
+    dh0: list[Array] = [None] * (L * D)  # type: ignore[list-item]
+    dc0: list[Array] = [None] * (L * D)  # type: ignore[list-item]
+    for k in reversed(range(L)):
+        if tape.dropout_masks and k < L - 1:
+            d_out = d_out * tape.dropout_masks[k]
+        P = d_out.shape[2] // D
+        d_in = None
+        for d in range(D):
+            idx = k * D + d
+            dy_d = d_out[:, :, d * P:(d + 1) * P]
+            dh = None if dh_all is None else dh_all[idx]
+            if tape.cell == "lstm":
+                g = lstm_backward(tape.tapes[idx], dy_d, dh, None if dc_all is None else dc_all[idx])
+                dc0[idx] = g["c0"]
+            elif tape.cell == "gru":
+                g = gru_backward(tape.tapes[idx], dy_d, dh)
+            else:
+                g = rnn_backward(tape.tapes[idx], dy_d, dh)
+            dh0[idx] = g["h0"]
+            d_in = g["x"] if d_in is None else d_in + g["x"]
+            for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"):
+                if g.get(kind) is not None:
+                    grads[f"{kind}{tape.param_suffixes[idx]}"] = g[kind]
+        d_out = d_in
+    out: dict[str, Array | None] = {"x": d_out, "h0": np.stack(dh0)}
+    if tape.cell == "lstm":
+        out["c0"] = np.stack(dc0)
+    out.update(grads)
+    return out
