@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from . import functional, reference
+from . import functional, optim, reference
 from ._grad_mode import is_grad_enabled, no_grad
+from .clip import clip_grad_norm_, clip_grad_value_
 from .layers import GRU, LSTM, RNN
 
 try:
@@ -23,4 +24,7 @@ try:
 except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
-__all__ = ["RNN", "LSTM", "GRU", "no_grad", "is_grad_enabled", "functional", "reference", "__version__"]
+__all__ = [
+    "RNN", "LSTM", "GRU", "no_grad", "is_grad_enabled", "clip_grad_norm_", "clip_grad_value_",
+    "functional", "reference", "optim", "__version__",
+]  # fmt: skip
