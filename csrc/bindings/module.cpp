@@ -4,10 +4,12 @@
 // read-only buffers, wrong sizes would otherwise be memory errors).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <string>
 
 #include "../cpu/kernels.h"
+#include "../cpu/threads.h"
 
 namespace py = pybind11;
 using namespace fusedrnn;
@@ -147,6 +149,23 @@ bool is_float64(const py::object& x) {
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fusedrnn's compiled kernels (private: use fusedrnn.functional)";
+
+  cpu::kernels();  // choose the ISA now: a bad FUSEDRNN_ISA fails the import with its reason
+
+  m.def("cpu_info", [] {
+    py::dict info;
+    info["isa"] = cpu::kernels().isa;
+    info["compiled"] = cpu::compiled_isas();
+    info["supported"] = cpu::supported_isas();
+    return info;
+  });
+  m.def("get_num_threads", [] { return cpu::num_threads(); });
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw py::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
+    py::gil_scoped_release release;  // waits for a running kernel call to finish
+    cpu::set_num_threads(n);
+  });
+  m.def("default_num_threads", [] { return cpu::default_num_threads(); });
 
   py::enum_<CellKind>(m, "CellKind")
       .value("rnn_tanh", CellKind::rnn_tanh)

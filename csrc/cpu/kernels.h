@@ -1,15 +1,41 @@
-// The CPU kernels' entry points. The cell kind picks a template instantiation here, once per
-// call; nothing inside the time loop branches on it.
+// The CPU kernels' entry points and the run-time choice of instruction set.
+//
+// kernels_impl.h is compiled once per ISA (isa_generic.cpp, isa_avx2.cpp, isa_avx512.cpp, each
+// with its own flags and namespace); each exports a KernelTable. dispatch.cpp picks one table at
+// first use from CPUID, or from FUSEDRNN_ISA=generic|avx2|avx512.
 #pragma once
+
+#include <string>
+#include <vector>
 
 #include "fusedrnn/params.h"
 
 namespace fusedrnn::cpu {
 
+struct KernelTable {
+  const char* isa;
+  void (*forward_f32)(CellKind, const ForwardParams<float>&);
+  void (*forward_f64)(CellKind, const ForwardParams<double>&);
+  void (*backward_f32)(CellKind, const BackwardParams<float>&);
+  void (*backward_f64)(CellKind, const BackwardParams<double>&);
+};
+
+const KernelTable& kernels();               // the chosen table (decided once)
+std::vector<std::string> compiled_isas();   // what this build carries
+std::vector<std::string> supported_isas();  // what this CPU can run, of those
+
+// Run the chosen ISA's kernels (defined in dispatch.cpp for float and double).
 template <class S>
 void forward(CellKind cell, const ForwardParams<S>& p);
-
 template <class S>
 void backward(CellKind cell, const BackwardParams<S>& p);
+template <>
+void forward<float>(CellKind, const ForwardParams<float>&);
+template <>
+void forward<double>(CellKind, const ForwardParams<double>&);
+template <>
+void backward<float>(CellKind, const BackwardParams<float>&);
+template <>
+void backward<double>(CellKind, const BackwardParams<double>&);
 
 }  // namespace fusedrnn::cpu

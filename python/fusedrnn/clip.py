@@ -61,8 +61,9 @@ def clip_grad_norm_(
     if error_if_nonfinite and not np.isfinite(total):
         raise RuntimeError(f"the total norm of order {norm_type} of the gradients is non-finite ({total})")
     coef = min(max_norm / (total + 1e-6), 1.0)
-    for g in arrays:
-        g *= g.dtype.type(coef)
+    with np.errstate(invalid="ignore"):  # inf * 0 -> NaN, silently, as torch
+        for g in arrays:
+            g *= g.dtype.type(coef)
     return total
 
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Mapping
 
 import numpy as np
@@ -26,7 +27,8 @@ class Optimizer:
 
     def __init__(self, params: Any) -> None:
         self._entries: list[tuple[str, np.ndarray, Any]] = []
-        sources = params if isinstance(params, (list, tuple)) else [params]
+        is_source = isinstance(params, Mapping) or (hasattr(params, "state_dict") and hasattr(params, "grads"))
+        sources = [params] if is_source else list(params)
         for source in sources:
             if hasattr(source, "state_dict") and hasattr(source, "grads"):
                 self._entries += [(k, v, source) for k, v in source.state_dict().items()]
@@ -39,6 +41,8 @@ class Optimizer:
                 raise TypeError(f"params must be layers or mappings of arrays, got {type(source).__name__}")
         if not self._entries:
             raise ValueError("params is empty")
+        if len({id(p) for _, p, _ in self._entries}) != len(self._entries):
+            raise ValueError("some parameter arrays appear more than once in params")
         self.state: list[dict[str, Any]] = [{} for _ in self._entries]
 
     def _grads(self, grads: Mapping[str, np.ndarray] | None) -> list[np.ndarray]:
@@ -74,7 +78,7 @@ class Optimizer:
 
 def _check_nonnegative(**values: float) -> None:
     for name, v in values.items():
-        if not (isinstance(v, (int, float)) and not isinstance(v, bool)) or not v >= 0:
+        if not isinstance(v, numbers.Real) or isinstance(v, bool) or not v >= 0:
             raise ValueError(f"{name} must be a number >= 0, got {v!r}")
 
 

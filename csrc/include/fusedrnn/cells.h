@@ -14,6 +14,8 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define FUSEDRNN_HOST_DEVICE __host__ __device__ __forceinline__
@@ -21,12 +23,80 @@
 #define FUSEDRNN_HOST_DEVICE inline
 #endif
 
-namespace fusedrnn {
+// Each translation unit that includes this file for a different instruction set gives it its
+// own inline namespace (FUSEDRNN_ISA_NAMESPACE), so that no inline function compiled with AVX2
+// flags can stand in for the portable one at link time.
+#ifndef FUSEDRNN_ISA_NAMESPACE
+#define FUSEDRNN_ISA_NAMESPACE portable
+#endif
 
+namespace fusedrnn {
+inline namespace FUSEDRNN_ISA_NAMESPACE {
+
+#if defined(__CUDACC__)
 FUSEDRNN_HOST_DEVICE float exp_(float v) { return ::expf(v); }
 FUSEDRNN_HOST_DEVICE double exp_(double v) { return ::exp(v); }
 FUSEDRNN_HOST_DEVICE float tanh_(float v) { return ::tanhf(v); }
 FUSEDRNN_HOST_DEVICE double tanh_(double v) { return ::tanh(v); }
+#else
+// exp written in plain arithmetic so that the compiler vectorizes the pointwise loops (a libm
+// call per element would not). e^v = 2^k e^r with k = round(v / ln 2), r = v - k ln 2, e^r by its
+// Taylor series (degree 7 for float: relative error < 2e-7; degree 13 for double: < 1e-16), 2^k
+// built in the exponent bits. Rounding uses the 1.5 * 2^mantissa trick, whose low bits also hold
+// k as an integer. Only the integer k is clamped (to normal numbers: e^v saturates near 2^127 or
+// 2^-126 instead of overflowing), so there is no float select and NaN stays NaN; +-inf gives NaN.
+template <class S>
+struct ExpTraits;
+template <>
+struct ExpTraits<float> {
+  using Bits = std::int32_t;
+  static constexpr float shifter = 12582912.0f;  // 1.5 * 2^23
+  static constexpr int mantissa = 23, bias = 127, k_min = -126, k_max = 127, degree = 7;
+};
+template <>
+struct ExpTraits<double> {
+  using Bits = std::int64_t;
+  static constexpr double shifter = 6755399441055744.0;  // 1.5 * 2^52
+  static constexpr int mantissa = 52, bias = 1023, k_min = -1022, k_max = 1023, degree = 13;
+};
+
+// 1 + r/K (1 + r/(K+1) (1 + ... r/Last)): the tail of e^r's Taylor series from term K, unrolled
+// at compile time (a loop here would keep the compiler from vectorizing the callers).
+template <class S, int K, int Last>
+inline S taylor_exp(S r) {
+  if constexpr (K > Last)
+    return S(1);
+  else
+    return S(1) + (r * (S(1) / S(K))) * taylor_exp<S, K + 1, Last>(r);
+}
+
+template <class S>
+inline S exp_(S v) {
+  using E = ExpTraits<S>;
+  using Bits = typename E::Bits;
+  const S t = v * S(1.4426950408889634) + E::shifter;  // k + shifter, rounded to nearest
+  const S k = t - E::shifter;
+  const S r = (v - k * S(0.693145751953125)) - k * S(1.4286068203094173e-06);  // ln 2 split in two
+  const S p = taylor_exp<S, 1, E::degree>(r);
+  Bits t_bits, s_bits;
+  const S shifter = E::shifter;
+  std::memcpy(&t_bits, &t, sizeof(S));
+  std::memcpy(&s_bits, &shifter, sizeof(S));
+  Bits k_int = t_bits - s_bits;
+  k_int = k_int < E::k_min ? Bits(E::k_min) : k_int;
+  k_int = k_int > E::k_max ? Bits(E::k_max) : k_int;
+  const Bits scale_bits = (k_int + E::bias) << E::mantissa;
+  S scale;
+  std::memcpy(&scale, &scale_bits, sizeof(S));
+  return p * scale;
+}
+
+// tanh v = 1 - 2 / (e^{2v} + 1): exact limits +-1, absolute error a few ulps of 1.
+template <class S>
+inline S tanh_(S v) {
+  return S(1) - S(2) / (exp_(S(2) * v) + S(1));
+}
+#endif
 
 // 1 / (1 + e^-v); for very negative v, e^-v overflows to inf and the result is exactly 0.
 template <class S>
@@ -127,4 +197,5 @@ struct GruCell {
   }
 };
 
+}  // inline namespace FUSEDRNN_ISA_NAMESPACE
 }  // namespace fusedrnn

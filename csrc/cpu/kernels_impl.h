@@ -1,0 +1,564 @@
+// The CPU kernels, written once and compiled once per instruction set.
+//
+// Included by isa_<name>.cpp after it defines FUSEDRNN_ISA_NAMESPACE (the namespace everything
+// here lands in) and FUSEDRNN_VECTOR_BYTES (16 portable/SSE2, 32 AVX2, 64 AVX-512). The code is
+// plain C++ shaped for the auto-vectorizer: fixed-size register tiles indexed by constants,
+// pointwise math on fixed-length lane arrays, exp/tanh in arithmetic (cells.h).
+//
+// Forward:  gates[T,B,GH] = x W^T + b_w (one GEMM), then per step and per block of kUnits hidden
+//           units: the block's G gate pre-activations R h + b_r are accumulated in registers from a
+//           gate-interleaved packed R, and the cell's pointwise math runs on them at once. The
+//           activated gates overwrite the projection in place. With a projection, a second pass
+//           per step maps m = o * tanh(c) to h = W_hr m.
+// Backward: one reverse walk. Without projection, transition s turns the gate gradients of step s
+//           into dh entering step s (dgates_rec[s] R plus the cell's direct term) per block of
+//           units and in the same pass differentiates step s-1 for that block. With a projection,
+//           dh lives in P space: per step (1) the total dh, (2) dm = dh W_hr with the pointwise
+//           derivative, (3) dh entering the step = dgates R. Then dX, dW, dR (dW_hr) and the bias
+//           gradients are whole-sequence GEMMs and column sums.
+// Threads: one team for the whole call; each rank owns fixed blocks of units (so its slice of R
+// stays in its cache) and meets the others at one barrier per step (two with a projection).
+// Every output element is computed by one rank in a fixed order: results are bitwise identical
+// for any number of threads. Allocation happens only before the time loop.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
+#include "fusedrnn/cells.h"
+#include "gemm.h"
+#include "kernels.h"
+#include "threads.h"
+
+namespace fusedrnn::cpu::FUSEDRNN_ISA_NAMESPACE {
+namespace {
+
+constexpr int kVectorBytes = FUSEDRNN_VECTOR_BYTES;
+
+// Units per block in the step kernels: two vectors per gate.
+template <class S>
+constexpr int kUnits = 2 * kVectorBytes / static_cast<int>(sizeof(S));
+
+template <class S>
+index_t num_blocks(index_t n) {
+  return (n + kUnits<S> - 1) / kUnits<S>;
+}
+
+// Denormal inputs and results flushed to zero for the duration of a kernel, on this thread only.
+class FlushDenormals {
+ public:
+#if defined(__x86_64__) || defined(_M_X64)
+  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040); }  // FTZ | DAZ
+  ~FlushDenormals() { _mm_setcsr(saved_); }
+
+ private:
+  unsigned saved_;
+#endif
+};
+
+// ---------------------------------------------------------------------------------------------
+// GEMM: C[M, N] = (accumulate ? C : column_bias or 0) + A[M, K] B[K, N], this rank's share.
+// Packed, cache-blocked, with an MR x NR register tile (NR = two vectors). Never reads C unless
+// accumulating. Each C element is owned by one rank and summed over k in a fixed order.
+// ---------------------------------------------------------------------------------------------
+template <class S>
+struct Tile {
+  static constexpr int NR = 2 * kVectorBytes / static_cast<int>(sizeof(S));
+  static constexpr int MR = kVectorBytes == 16 ? 4 : 6;
+  static constexpr index_t KC = 256, MC = 96, NC = 2048;
+};
+
+// dst[p][k][r] = src(i0 + p*R + r, k0 + k), zero past `rows`.
+template <class S, int R>
+void pack_panels(MatrixView<S> src, index_t i0, index_t rows, index_t k0, index_t depth, S* dst) {
+  for (index_t p = 0; p < rows; p += R) {
+    const index_t valid = std::min<index_t>(R, rows - p);
+    S* out = dst + p * depth;
+    if (src.col_stride == 1) {  // rows contiguous in k: read each row once
+      for (index_t r = 0; r < R; ++r)
+        for (index_t k = 0; k < depth; ++k) out[k * R + r] = r < valid ? src.data[(i0 + p + r) * src.row_stride + k0 + k] : S(0);
+    } else {
+      for (index_t k = 0; k < depth; ++k)
+        for (index_t r = 0; r < R; ++r) out[k * R + r] = r < valid ? src(i0 + p + r, k0 + k) : S(0);
+    }
+  }
+}
+
+template <class S>
+void micro_kernel(index_t depth, const S* a, const S* b, S* c, index_t ldc, index_t rows, index_t cols,
+                  bool overwrite, const S* bias) {
+  constexpr int MR = Tile<S>::MR, NR = Tile<S>::NR;
+  S acc[MR * NR] = {};
+  for (index_t k = 0; k < depth; ++k) {
+    const S* ak = a + k * MR;
+    const S* bk = b + k * NR;
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) acc[i * NR + j] += ak[i] * bk[j];
+  }
+  for (index_t i = 0; i < rows; ++i) {
+    S* ci = c + i * ldc;
+    if (overwrite)
+      for (index_t j = 0; j < cols; ++j) ci[j] = (bias ? bias[j] : S(0)) + acc[i * NR + j];
+    else
+      for (index_t j = 0; j < cols; ++j) ci[j] += acc[i * NR + j];
+  }
+}
+
+template <class S>
+void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixView<S> B, S* C, index_t ldc,
+          bool accumulate, const S* column_bias = nullptr) {
+  using TL = Tile<S>;
+  // Split the larger dimension among the ranks, in whole tiles.
+  index_t i_begin = 0, i_end = M, j_begin = 0, j_end = N;
+  {
+    long b, e;
+    if (N >= M) {
+      team.split((N + TL::NR - 1) / TL::NR, &b, &e);
+      j_begin = std::min<index_t>(N, b * TL::NR), j_end = std::min<index_t>(N, e * TL::NR);
+    } else {
+      team.split((M + TL::MR - 1) / TL::MR, &b, &e);
+      i_begin = std::min<index_t>(M, b * TL::MR), i_end = std::min<index_t>(M, e * TL::MR);
+    }
+  }
+  const index_t m = i_end - i_begin, n = j_end - j_begin;
+  if (m <= 0 || n <= 0) return;
+  if (K <= 0) {
+    if (!accumulate)
+      for (index_t i = i_begin; i < i_end; ++i)
+        for (index_t j = j_begin; j < j_end; ++j) C[i * ldc + j] = column_bias ? column_bias[j] : S(0);
+    return;
+  }
+  const MatrixView<S> Bt{B.data, B.col_stride, B.row_stride};  // B(k, j) as rows j of a [N, K] matrix
+  const index_t nc_max = std::min(n, TL::NC), kc_max = std::min(K, TL::KC), mc_max = std::min(m, TL::MC);
+  std::vector<S> b_packed(((nc_max + TL::NR - 1) / TL::NR) * TL::NR * kc_max);
+  std::vector<S> a_packed(((mc_max + TL::MR - 1) / TL::MR) * TL::MR * kc_max);
+  for (index_t jc = j_begin; jc < j_end; jc += TL::NC) {
+    const index_t nc = std::min(TL::NC, j_end - jc);
+    for (index_t pc = 0; pc < K; pc += TL::KC) {
+      const index_t kc = std::min(TL::KC, K - pc);
+      const bool overwrite = (pc == 0) && !accumulate;
+      pack_panels<S, TL::NR>(Bt, jc, nc, pc, kc, b_packed.data());
+      for (index_t ic = i_begin; ic < i_end; ic += TL::MC) {
+        const index_t mc = std::min(TL::MC, i_end - ic);
+        pack_panels<S, TL::MR>(A, ic, mc, pc, kc, a_packed.data());
+        for (index_t jr = 0; jr < nc; jr += TL::NR)
+          for (index_t ir = 0; ir < mc; ir += TL::MR)
+            micro_kernel<S>(kc, a_packed.data() + ir * kc, b_packed.data() + jr * kc, C + (ic + ir) * ldc + jc + jr,
+                            ldc, std::min<index_t>(TL::MR, mc - ir), std::min<index_t>(TL::NR, nc - jr), overwrite,
+                            column_bias ? column_bias + jc + jr : nullptr);
+      }
+    }
+  }
+}
+
+// out[c] = sum over rows of M[row][c] for this rank's columns, rows in order.
+template <class S>
+void column_sums(Team& team, const S* M, index_t rows, index_t cols, S* out) {
+  long c0, c1;
+  team.split(cols, &c0, &c1);
+  std::fill(out + c0, out + c1, S(0));
+  for (index_t row = 0; row < rows; ++row)
+    for (index_t c = c0; c < c1; ++c) out[c] += M[row * cols + c];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packing of the recurrent matrices and the block product.
+// ---------------------------------------------------------------------------------------------
+
+// Rows of M [G*units, K] regrouped for the forward: packed[block][k][g][u] = M[g*units +
+// block*kUnits + u][k] (zero past `units`); bias likewise as [block][g][u] when given.
+template <class S>
+void pack_rows(const S* M, const S* bias, index_t G, index_t units, index_t K, S* packed, S* bias_packed) {
+  constexpr int U = kUnits<S>;
+  for (index_t blk = 0; blk < num_blocks<S>(units); ++blk)
+    for (index_t g = 0; g < G; ++g)
+      for (index_t u = 0; u < U; ++u) {
+        const index_t j = blk * U + u;
+        const bool valid = j < units;
+        if (bias_packed) bias_packed[(blk * G + g) * U + u] = valid ? bias[g * units + j] : S(0);
+        for (index_t k = 0; k < K; ++k)
+          packed[((blk * K + k) * G + g) * U + u] = valid ? M[(g * units + j) * K + k] : S(0);
+      }
+}
+
+// Columns of M [rows, cols] regrouped for the backward: packed[block][k][u] = M[k][block*kUnits + u].
+template <class S>
+void pack_columns(const S* M, index_t rows, index_t cols, S* packed) {
+  constexpr int U = kUnits<S>;
+  for (index_t blk = 0; blk < num_blocks<S>(cols); ++blk)
+    for (index_t k = 0; k < rows; ++k)
+      for (index_t u = 0; u < U; ++u) {
+        const index_t j = blk * U + u;
+        packed[(blk * rows + k) * U + u] = j < cols ? M[k * cols + j] : S(0);
+      }
+}
+
+// out[i] = bias[i] + sum_k block[k][i] * v[k], i < G*kUnits (bias nullptr: 0). The accumulators
+// are indexed only by constants, so they stay in registers for the whole k loop.
+template <int G, class S>
+inline void block_product(const S* block, const S* v, index_t K, const S* bias, S* out) {
+  constexpr int N = G * kUnits<S>;
+  S acc[N];
+  for (int i = 0; i < N; ++i) acc[i] = bias ? bias[i] : S(0);
+  for (index_t k = 0; k < K; ++k) {
+    const S vk = v[k];
+    const S* bk = block + k * N;
+    for (int i = 0; i < N; ++i) acc[i] += bk[i] * vk;
+  }
+  for (int i = 0; i < N; ++i) out[i] = acc[i];
+}
+
+template <class S>
+inline void copy_lanes(const S* src, index_t n, S* dst) {
+  std::copy(src, src + n, dst);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward
+// ---------------------------------------------------------------------------------------------
+
+// One step at time t for the blocks [blk0, blk1) of hidden units. gates_t [B, GH] holds W x + b_w
+// on entry and the activated gates on exit; h [B, P] and c [B, H] enter the step; the cell's output
+// goes to h_next and y_t, or with a projection to m_t [B, H] (then project_step).
+template <class Cell, bool Project, class S>
+void forward_step(const Sizes& n, index_t t, long blk0, long blk1, const S* r_packed, const S* b_packed, const S* h,
+                  const S* c, S* gates_t, S* h_next, S* c_next, S* y_t, S* aux_t, S* m_t) {
+  constexpr int G = Cell::G, U = kUnits<S>;
+  const index_t B = n.B, H = n.H, P = n.P, GH = G * H;
+  for (index_t blk = blk0; blk < blk1; ++blk) {
+    const S* rp = r_packed + blk * P * G * U;
+    const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
+    for (index_t b = 0; b < B; ++b) {
+      if (!n.active(b, t)) {  // padding: the state is kept, y is 0
+        if constexpr (Project) {
+          std::fill(m_t + b * H + j0, m_t + b * H + j0 + units, S(0));  // dW_hr's GEMM reads every row
+        } else {
+          copy_lanes(h + b * P + j0, units, h_next + b * P + j0);
+          std::fill(y_t + b * P + j0, y_t + b * P + j0 + units, S(0));
+        }
+        if constexpr (Cell::kHasCellState) copy_lanes(c + b * H + j0, units, c_next + b * H + j0);
+        continue;
+      }
+      S hp[G][U], xp[G][U] = {}, a[G][U], h_old[U] = {}, c_old[U] = {}, h_new[U], c_new[U], aux[U];
+      block_product<G>(rp, h + b * P, P, b_packed + blk * G * U, &hp[0][0]);
+      S* gb = gates_t + b * GH + j0;
+      for (int g = 0; g < G; ++g) copy_lanes(gb + g * H, units, xp[g]);
+      if constexpr (!Project) copy_lanes(h + b * P + j0, units, h_old);  // GRU reads its own old h
+      if constexpr (Cell::kHasCellState) copy_lanes(c + b * H + j0, units, c_old);
+      for (int u = 0; u < U; ++u) {  // all lanes: a fixed trip count the compiler vectorizes
+        S xu[G], hu[G], au[G];
+        for (int g = 0; g < G; ++g) xu[g] = xp[g][u], hu[g] = hp[g][u];
+        c_new[u] = aux[u] = S(0);
+        Cell::forward(xu, hu, h_old[u], c_old[u], au, aux[u], h_new[u], c_new[u]);
+        for (int g = 0; g < G; ++g) a[g][u] = au[g];
+      }
+      for (int g = 0; g < G; ++g) copy_lanes(a[g], units, gb + g * H);
+      if constexpr (Project) {
+        copy_lanes(h_new, units, m_t + b * H + j0);
+      } else {
+        copy_lanes(h_new, units, h_next + b * P + j0);
+        copy_lanes(h_new, units, y_t + b * P + j0);
+      }
+      if constexpr (Cell::kHasCellState) copy_lanes(c_new, units, c_next + b * H + j0);
+      if constexpr (Cell::kHasAux)
+        if (aux_t) copy_lanes(aux, units, aux_t + b * H + j0);
+    }
+  }
+}
+
+// h_next[b] = W_hr m_t[b] for this rank's output blocks (padding: h kept, y = 0).
+template <class S>
+void project_step(const Sizes& n, index_t t, long blk0, long blk1, const S* hr_packed, const S* m_t, const S* h,
+                  S* h_next, S* y_t) {
+  constexpr int U = kUnits<S>;
+  const index_t B = n.B, H = n.H, P = n.P;
+  for (index_t blk = blk0; blk < blk1; ++blk) {
+    const index_t p0 = blk * U, units = std::min<index_t>(U, P - p0);
+    for (index_t b = 0; b < B; ++b) {
+      if (!n.active(b, t)) {
+        copy_lanes(h + b * P + p0, units, h_next + b * P + p0);
+        std::fill(y_t + b * P + p0, y_t + b * P + p0 + units, S(0));
+        continue;
+      }
+      S acc[U];
+      block_product<1>(hr_packed + blk * H * U, m_t + b * H, H, (const S*)nullptr, acc);
+      copy_lanes(acc, units, h_next + b * P + p0);
+      copy_lanes(acc, units, y_t + b * P + p0);
+    }
+  }
+}
+
+template <class Cell, bool Project, class S>
+void forward_impl(const ForwardParams<S>& p) {
+  constexpr int G = Cell::G, U = kUnits<S>;
+  constexpr bool lstm = Cell::kHasCellState;
+  const Sizes& n = p.n;
+  const index_t T = n.T, B = n.B, I = n.I, H = n.H, P = n.P, GH = G * H, BH = B * H, BP = B * P;
+
+  std::vector<S> r_packed(num_blocks<S>(H) * P * G * U), b_packed(num_blocks<S>(H) * G * U);
+  pack_rows(p.w_hh, p.b_hh, G, H, P, r_packed.data(), b_packed.data());
+  std::vector<S> hr_packed(Project ? num_blocks<S>(P) * H * U : 0);
+  if constexpr (Project) pack_rows(p.w_hr, (const S*)nullptr, 1, P, H, hr_packed.data(), (S*)nullptr);
+  std::vector<S> state(2 * BP + (lstm ? 2 * BH : 0) + (Project && !p.m ? BH : 0));
+  S* const h_buf[2] = {state.data(), state.data() + BP};
+  S* const c_buf[2] = {lstm ? state.data() + 2 * BP : nullptr, lstm ? state.data() + 2 * BP + BH : nullptr};
+  S* const m_work = (Project && !p.m) ? state.data() + 2 * BP + (lstm ? 2 * BH : 0) : nullptr;
+
+  parallel([&](Team& team) {
+    FlushDenormals flush;
+    // Input projection for all steps: gates[t, b, :] = b_w + x[t, b, :] W^T.
+    gemm<S>(team, T * B, GH, I, {p.x, I, 1}, {p.w_ih, 1, I}, p.gates, GH, false, p.b_ih);
+    long blk0, blk1, pblk0, pblk1;  // this rank's blocks of units (H) and of state columns (P)
+    team.split(num_blocks<S>(H), &blk0, &blk1);
+    team.split(num_blocks<S>(P), &pblk0, &pblk1);
+    const index_t p_lo = std::min<index_t>(P, pblk0 * U), p_hi = std::min<index_t>(P, pblk1 * U);
+    const index_t h_lo = std::min<index_t>(H, blk0 * U), h_hi = std::min<index_t>(H, blk1 * U);
+    auto copy_columns = [B](const S* src, S* dst, index_t width, index_t lo, index_t hi) {
+      for (index_t b = 0; b < B; ++b) std::copy(src + b * width + lo, src + b * width + hi, dst + b * width + lo);
+    };
+    copy_columns(p.h0, h_buf[0], P, p_lo, p_hi);
+    if constexpr (lstm) copy_columns(p.c0, c_buf[0], H, h_lo, h_hi);
+    team.barrier();  // gates and the initial state complete
+    for (index_t s = 0; s < T; ++s) {
+      const index_t t = n.time_of(s);
+      const S* h = h_buf[s % 2];
+      S* h_next = h_buf[(s + 1) % 2];
+      const S* c = c_buf[s % 2];
+      S* c_next = c_buf[(s + 1) % 2];
+      if (p.h_prev) copy_columns(h, p.h_prev + t * BP, P, p_lo, p_hi);
+      if (lstm && p.c_prev) copy_columns(c, p.c_prev + t * BH, H, h_lo, h_hi);
+      S* m_t = Project ? (p.m ? p.m + t * BH : m_work) : nullptr;
+      forward_step<Cell, Project>(n, t, blk0, blk1, r_packed.data(), b_packed.data(), h, c, p.gates + t * B * GH,
+                                  h_next, c_next, p.y + t * BP, p.aux ? p.aux + t * BH : nullptr, m_t);
+      if constexpr (Project) {
+        team.barrier();  // m complete
+        project_step(n, t, pblk0, pblk1, hr_packed.data(), m_t, h, h_next, p.y + t * BP);
+      }
+      team.barrier();  // the next state complete
+    }
+    copy_columns(h_buf[T % 2], p.h_n, P, p_lo, p_hi);
+    if constexpr (lstm) copy_columns(c_buf[T % 2], p.c_n, H, h_lo, h_hi);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward
+// ---------------------------------------------------------------------------------------------
+
+// Buffers the walk carries from step to step, [B, H].
+template <class S>
+struct BackwardCarry {
+  S* dh_direct;  // the part of d loss / d h_prev not flowing through R (padding: all of it)
+  S* dc;         // LSTM: d loss / d c entering the step being differentiated
+};
+
+// Step t's pointwise derivative for units [j0, j0+units) of sequence b, given dh[u] = d loss /
+// d (the cell's output) at step t, dy included. Padding writes zero gate gradients and passes
+// dh through.
+template <class Cell, class S>
+inline void backward_block(const BackwardParams<S>& p, index_t t, index_t b, index_t j0, index_t units,
+                           const S* dh, BackwardCarry<S> carry, S* dgates_rec) {
+  constexpr int G = Cell::G, U = kUnits<S>;
+  const index_t B = p.n.B, H = p.n.H, GH = G * H;
+  S* dg = p.dgates + (t * B + b) * GH + j0;
+  S* dgr = dgates_rec + (t * B + b) * GH + j0;
+  const index_t bj = b * H + j0, tbj = (t * B + b) * H + j0;
+  if (!p.n.active(b, t)) {
+    for (int g = 0; g < G; ++g) {
+      std::fill(dg + g * H, dg + g * H + units, S(0));
+      std::fill(dgr + g * H, dgr + g * H + units, S(0));
+    }
+    copy_lanes(dh, units, carry.dh_direct + bj);
+    return;
+  }
+  S a[G][U] = {}, aux[U] = {}, h_old[U] = {}, c_old[U] = {}, dc[U] = {}, dxp[G][U], dhp[G][U], direct[U];
+  const S* gates = p.gates + (t * B + b) * GH + j0;
+  for (int g = 0; g < G; ++g) copy_lanes(gates + g * H, units, a[g]);
+  if constexpr (Cell::kHasAux) copy_lanes(p.aux + tbj, units, aux);
+  if constexpr (!Cell::kHasCellState) copy_lanes(p.h_prev + tbj, units, h_old);  // GRU/RNN: P == H
+  if constexpr (Cell::kHasCellState) {
+    copy_lanes(p.c_prev + tbj, units, c_old);
+    copy_lanes(carry.dc + bj, units, dc);
+  }
+  for (int u = 0; u < U; ++u) {
+    S au[G], dxu[G], dhu[G];
+    for (int g = 0; g < G; ++g) au[g] = a[g][u];
+    Cell::backward(au, aux[u], h_old[u], c_old[u], dh[u], dc[u], dxu, dhu, direct[u]);
+    for (int g = 0; g < G; ++g) dxp[g][u] = dxu[g], dhp[g][u] = dhu[g];
+  }
+  for (int g = 0; g < G; ++g) {
+    copy_lanes(dxp[g], units, dg + g * H);
+    if constexpr (Cell::kSplitRecurrentGrad) copy_lanes(dhp[g], units, dgr + g * H);
+  }
+  copy_lanes(direct, units, carry.dh_direct + bj);
+  if constexpr (Cell::kHasCellState) copy_lanes(dc, units, carry.dc + bj);
+}
+
+// dy at (t, b, j0 .. j0+units) added to dh when step t of sequence b is real (padding's dy is
+// never read).
+template <class S>
+inline void add_dy(const BackwardParams<S>& p, index_t t, index_t b, index_t j0, index_t units, S* dh) {
+  if (!p.n.active(b, t)) return;
+  const S* dy = p.dy + (t * p.n.B + b) * p.n.P + j0;
+  for (index_t u = 0; u < units; ++u) dh[u] += dy[u];
+}
+
+// The fused walk (P == H) over this rank's blocks [blk0, blk1).
+template <class Cell, class S>
+void backward_walk(Team& team, const BackwardParams<S>& p, long blk0, long blk1, const S* r_packed,
+                   BackwardCarry<S> carry, S* dgates_rec) {
+  constexpr int G = Cell::G, U = kUnits<S>;
+  const Sizes& n = p.n;
+  const index_t T = n.T, B = n.B, H = n.H, GH = G * H;
+  const index_t t_last = n.time_of(T - 1);
+  for (index_t blk = blk0; blk < blk1; ++blk) {
+    const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
+    for (index_t b = 0; b < B; ++b) {
+      S dh[U] = {};
+      copy_lanes(p.dh_n + b * H + j0, units, dh);
+      add_dy(p, t_last, b, j0, units, dh);
+      backward_block<Cell>(p, t_last, b, j0, units, dh, carry, dgates_rec);
+    }
+  }
+  team.barrier();
+  for (index_t s = T - 1; s >= 0; --s) {
+    const index_t t = n.time_of(s);
+    for (index_t blk = blk0; blk < blk1; ++blk) {
+      const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
+      for (index_t b = 0; b < B; ++b) {
+        S dh[U] = {};
+        if (n.active(b, t)) block_product<1>(r_packed + blk * GH * U, dgates_rec + (t * B + b) * GH, GH, (const S*)nullptr, dh);
+        const S* direct = carry.dh_direct + b * H + j0;
+        for (index_t u = 0; u < units; ++u) dh[u] += direct[u];  // d loss / d h entering step t
+        if (s > 0) {
+          const index_t tp = n.time_of(s - 1);
+          add_dy(p, tp, b, j0, units, dh);
+          backward_block<Cell>(p, tp, b, j0, units, dh, carry, dgates_rec);
+        } else {
+          copy_lanes(dh, units, p.dh0 + b * H + j0);
+        }
+      }
+    }
+    team.barrier();
+  }
+}
+
+// The projected LSTM's walk: per step, (1) the total dh of h leaving the step [B, P], kept for
+// dW_hr, (2) dm = dh W_hr per block of units, with the pointwise derivative, (3) dh entering the
+// step = dgates R per block of the P outputs. dh [B, P] is shared; ranks own column blocks.
+template <class S>
+void backward_walk_projected(Team& team, const BackwardParams<S>& p, const S* r_packed, const S* hr_packed,
+                             BackwardCarry<S> carry, S* dh) {
+  constexpr int U = kUnits<S>;
+  const Sizes& n = p.n;
+  const index_t T = n.T, B = n.B, H = n.H, P = n.P, GH = 4 * H;
+  long blk0, blk1, pblk0, pblk1;
+  team.split(num_blocks<S>(H), &blk0, &blk1);
+  team.split(num_blocks<S>(P), &pblk0, &pblk1);
+  const index_t p_lo = std::min<index_t>(P, pblk0 * U), p_hi = std::min<index_t>(P, pblk1 * U);
+  for (index_t s = T - 1; s >= 0; --s) {
+    const index_t t = n.time_of(s);
+    S* dh_total = p.dh_total + t * B * P;
+    for (index_t b = 0; b < B; ++b)
+      for (index_t j = p_lo; j < p_hi; ++j)
+        dh_total[b * P + j] = n.active(b, t) ? dh[b * P + j] + p.dy[(t * B + b) * P + j] : S(0);
+    team.barrier();
+    for (index_t blk = blk0; blk < blk1; ++blk) {
+      const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
+      for (index_t b = 0; b < B; ++b) {
+        S dm[U] = {};
+        if (n.active(b, t)) block_product<1>(hr_packed + blk * P * U, dh_total + b * P, P, (const S*)nullptr, dm);
+        backward_block<LstmCell>(p, t, b, j0, units, dm, carry, p.dgates);
+      }
+    }
+    team.barrier();
+    for (index_t blk = pblk0; blk < pblk1; ++blk) {
+      const index_t j0 = blk * U, units = std::min<index_t>(U, P - j0);
+      for (index_t b = 0; b < B; ++b) {
+        if (!n.active(b, t)) continue;  // padding: dh passes through unchanged
+        S acc[U];
+        block_product<1>(r_packed + blk * GH * U, p.dgates + (t * B + b) * GH, GH, (const S*)nullptr, acc);
+        copy_lanes(acc, units, dh + b * P + j0);
+      }
+    }
+  }
+  team.barrier();
+}
+
+template <class Cell, bool Project, class S>
+void backward_impl(const BackwardParams<S>& p) {
+  constexpr int G = Cell::G, U = kUnits<S>;
+  constexpr bool lstm = Cell::kHasCellState;
+  const Sizes& n = p.n;
+  const index_t T = n.T, B = n.B, I = n.I, H = n.H, P = n.P, GH = G * H, BH = B * H, BP = B * P;
+  S* dgates_rec = Cell::kSplitRecurrentGrad ? p.dgates_rec : p.dgates;
+
+  std::vector<S> r_packed(num_blocks<S>(P) * GH * U);
+  pack_columns(p.w_hh, GH, P, r_packed.data());
+  std::vector<S> hr_packed(Project ? num_blocks<S>(H) * P * U : 0);
+  if constexpr (Project) pack_columns(p.w_hr, P, H, hr_packed.data());
+  std::vector<S> carry_buf(BH * (lstm ? 2 : 1) + (Project ? BP : 0));
+  BackwardCarry<S> carry{carry_buf.data(), lstm ? carry_buf.data() + BH : nullptr};
+  S* dh = Project ? carry_buf.data() + 2 * BH : nullptr;  // projected: [B, P]
+  if constexpr (lstm) std::copy(p.dc_n, p.dc_n + BH, carry.dc);
+  if constexpr (Project) std::copy(p.dh_n, p.dh_n + BP, dh);
+
+  parallel([&](Team& team) {
+    FlushDenormals flush;
+    if constexpr (Project) {
+      backward_walk_projected(team, p, r_packed.data(), hr_packed.data(), carry, dh);
+      if (team.rank() == 0) std::copy(dh, dh + BP, p.dh0);
+    } else if (T > 0) {
+      long blk0, blk1;
+      team.split(num_blocks<S>(H), &blk0, &blk1);
+      backward_walk<Cell>(team, p, blk0, blk1, r_packed.data(), carry, dgates_rec);
+    } else if (team.rank() == 0) {
+      std::copy(p.dh_n, p.dh_n + BH, p.dh0);
+    }
+    if constexpr (lstm)
+      if (team.rank() == 0) std::copy(carry.dc, carry.dc + BH, p.dc0);
+
+    // Whole-sequence products over the T*B rows of the gate gradients (complete after the walk's
+    // last barrier).
+    const index_t rows = T * B;
+    gemm<S>(team, rows, I, GH, {p.dgates, GH, 1}, {p.w_ih, I, 1}, p.dx, I, false);         // dx = dg W
+    gemm<S>(team, GH, I, rows, {p.dgates, 1, GH}, {p.x, I, 1}, p.dw_ih, I, false);         // dW = dg^T x
+    gemm<S>(team, GH, P, rows, {dgates_rec, 1, GH}, {p.h_prev, P, 1}, p.dw_hh, P, false);  // dR = dgr^T h
+    if constexpr (Project) gemm<S>(team, P, H, rows, {p.dh_total, 1, P}, {p.m, H, 1}, p.dw_hr, H, false);
+    column_sums(team, p.dgates, rows, GH, p.db_ih);
+    column_sums(team, dgates_rec, rows, GH, p.db_hh);
+  });
+}
+
+template <class S>
+void forward_any(CellKind cell, const ForwardParams<S>& p) {
+  switch (cell) {
+    case CellKind::rnn_tanh: return forward_impl<RnnTanhCell, false>(p);
+    case CellKind::rnn_relu: return forward_impl<RnnReluCell, false>(p);
+    case CellKind::lstm: return p.w_hr ? forward_impl<LstmCell, true>(p) : forward_impl<LstmCell, false>(p);
+    case CellKind::gru: return forward_impl<GruCell, false>(p);
+  }
+}
+
+template <class S>
+void backward_any(CellKind cell, const BackwardParams<S>& p) {
+  switch (cell) {
+    case CellKind::rnn_tanh: return backward_impl<RnnTanhCell, false>(p);
+    case CellKind::rnn_relu: return backward_impl<RnnReluCell, false>(p);
+    case CellKind::lstm: return p.w_hr ? backward_impl<LstmCell, true>(p) : backward_impl<LstmCell, false>(p);
+    case CellKind::gru: return backward_impl<GruCell, false>(p);
+  }
+}
+
+}  // namespace
+
+#define FUSEDRNN_STR2(x) #x
+#define FUSEDRNN_STR(x) FUSEDRNN_STR2(x)
+extern const KernelTable table;
+const KernelTable table = {FUSEDRNN_STR(FUSEDRNN_ISA_NAMESPACE), forward_any<float>, forward_any<double>,
+                           backward_any<float>, backward_any<double>};
+
+}  // namespace fusedrnn::cpu::FUSEDRNN_ISA_NAMESPACE

@@ -1,0 +1,189 @@
+#include "threads.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <new>
+
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#include <immintrin.h>
+#define FUSEDRNN_PAUSE() _mm_pause()
+#else
+#define FUSEDRNN_PAUSE() ((void)0)
+#endif
+
+namespace fusedrnn::cpu {
+namespace {
+
+// Sense-reversing spin barrier; yields after a while so oversubscribed machines still progress.
+class SpinBarrier {
+ public:
+  void reset(int n) {
+    n_ = n;
+    count_.store(0);
+  }
+  void wait() {
+    const unsigned gen = generation_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+      count_.store(0, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_release);
+      return;
+    }
+    for (int spins = 0; generation_.load(std::memory_order_acquire) == gen; ++spins) {
+      if (spins < 20000)
+        FUSEDRNN_PAUSE();
+      else
+        std::this_thread::yield();
+    }
+  }
+
+ private:
+  int n_ = 1;
+  std::atomic<int> count_{0};
+  std::atomic<unsigned> generation_{0};
+};
+
+class Pool {
+ public:
+  ~Pool() { resize(1); }
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  void resize(int n) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+      ++job_id_;
+    }
+    wake_.notify_all();
+    for (auto& w : workers_) w.join();
+    workers_.clear();
+    stop_ = false;
+    for (int r = 1; r < n; ++r) workers_.emplace_back([this, r, start = job_id_] { work(r, start); });
+  }
+
+  void run(const std::function<void(Team&)>& fn) {
+    const int n = size();
+    barrier_.reset(n);
+    if (n == 1) {
+      Member self(this, 0, 1);
+      fn(self);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = &fn;
+      pending_ = n - 1;
+      ++job_id_;
+    }
+    wake_.notify_all();
+    Member self(this, 0, n);
+    fn(self);
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [this] { return pending_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  struct Member final : Team {
+    Member(Pool* pool, int rank, int size) : pool_(pool), rank_(rank), size_(size) {}
+    int rank() const override { return rank_; }
+    int size() const override { return size_; }
+    void barrier() override {
+      if (size_ > 1) pool_->barrier_.wait();
+    }
+    Pool* pool_;
+    int rank_, size_;
+  };
+
+  void work(int rank, unsigned seen) {
+    for (;;) {
+      const std::function<void(Team&)>* job;
+      int n;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return job_id_ != seen; });
+        seen = job_id_;
+        if (stop_) return;
+        job = job_;
+        n = size();
+      }
+      Member self(this, rank, n);
+      (*job)(self);
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  const std::function<void(Team&)>* job_ = nullptr;
+  unsigned job_id_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+  SpinBarrier barrier_;
+};
+
+std::mutex g_call_mutex;  // one kernel call at a time uses the team
+std::unique_ptr<Pool> g_pool;
+int g_requested = 0;  // 0: default
+
+// A forked child has none of the parent's worker threads: forget the pool (without joining
+// threads that do not exist there) and start a new one on first use.
+void forget_pool_in_child() {
+  new (&g_call_mutex) std::mutex();
+  (void)g_pool.release();
+}
+
+Pool& pool() {
+  if (!g_pool) {
+#if defined(__linux__)
+    static const bool registered = pthread_atfork(nullptr, nullptr, forget_pool_in_child) == 0;
+    (void)registered;
+#endif
+    g_pool = std::make_unique<Pool>();
+    g_pool->resize(g_requested > 0 ? g_requested : default_num_threads());
+  }
+  return *g_pool;
+}
+
+}  // namespace
+
+int default_num_threads() {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
+  const unsigned n = std::thread::hardware_concurrency();
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+void parallel(const std::function<void(Team&)>& fn) {
+  std::lock_guard<std::mutex> lock(g_call_mutex);
+  pool().run(fn);
+}
+
+int num_threads() {
+  std::lock_guard<std::mutex> lock(g_call_mutex);
+  return pool().size();
+}
+
+void set_num_threads(int n) {
+  std::lock_guard<std::mutex> lock(g_call_mutex);
+  g_requested = n;
+  if (g_pool) g_pool->resize(n);
+}
+
+}  // namespace fusedrnn::cpu
