@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from configs import FULL, Config
+from configs import TABLE, Config
 
 from fusedrnn import bench, functional
 
 
-@pytest.mark.parametrize("cfg", FULL, ids=str)
+@pytest.mark.parametrize("cfg", TABLE, ids=str)
 @pytest.mark.parametrize("phase", ["forward", "forward+backward"])
 def test_kernels(benchmark, cfg: Config, phase: str) -> None:  # type: ignore[no-untyped-def]
     small = Config(cfg.cell, min(cfg.T, 8), min(cfg.B, 4), cfg.I, cfg.H)

@@ -166,6 +166,10 @@ PYBIND11_MODULE(_C, m) {
     cpu::set_num_threads(n);
   });
   m.def("default_num_threads", [] { return cpu::default_num_threads(); });
+  m.def("fma_peak_gflops", [](long iterations) {
+    py::gil_scoped_release release;
+    return cpu::kernels().fma_peak_gflops(iterations);
+  }, py::arg("iterations") = 20000000L);
 
   py::enum_<CellKind>(m, "CellKind")
       .value("rnn_tanh", CellKind::rnn_tanh)

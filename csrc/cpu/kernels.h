@@ -18,6 +18,7 @@ struct KernelTable {
   void (*forward_f64)(CellKind, const ForwardParams<double>&);
   void (*backward_f32)(CellKind, const BackwardParams<float>&);
   void (*backward_f64)(CellKind, const BackwardParams<double>&);
+  double (*fma_peak_gflops)(long iterations);  // float32, all threads: the benchmarks' yardstick
 };
 
 const KernelTable& kernels();               // the chosen table (decided once)

@@ -21,6 +21,7 @@
 // Every output element is computed by one rank in a fixed order: results are bitwise identical
 // for any number of threads. Allocation happens only before the time loop.
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <vector>
 
@@ -87,23 +88,59 @@ void pack_panels(MatrixView<S> src, index_t i0, index_t rows, index_t k0, index_
   }
 }
 
+// A vector of kVectorBytes (GCC/Clang vector extensions: one source for every width; arithmetic
+// on it compiles to that ISA's SIMD instructions, a * b + c to FMA where the ISA has it).
+template <class S>
+struct Simd {
+  typedef S V __attribute__((vector_size(kVectorBytes)));
+  static constexpr int W = kVectorBytes / static_cast<int>(sizeof(S));
+  static V load(const S* p) {
+    V v;
+    std::memcpy(&v, p, sizeof(V));
+    return v;
+  }
+  static void store(S* p, V v) { std::memcpy(p, &v, sizeof(V)); }
+  static V broadcast(S x) {
+    V v;
+    for (int i = 0; i < W; ++i) v[i] = x;
+    return v;
+  }
+};
+
 template <class S>
 void micro_kernel(index_t depth, const S* a, const S* b, S* c, index_t ldc, index_t rows, index_t cols,
                   bool overwrite, const S* bias) {
-  constexpr int MR = Tile<S>::MR, NR = Tile<S>::NR;
-  S acc[MR * NR] = {};
+  using V = typename Simd<S>::V;
+  constexpr int MR = Tile<S>::MR, NR = Tile<S>::NR, W = Simd<S>::W, NV = NR / W;
+  V acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = V{};
   for (index_t k = 0; k < depth; ++k) {
-    const S* ak = a + k * MR;
-    const S* bk = b + k * NR;
-    for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j) acc[i * NR + j] += ak[i] * bk[j];
+    V bk[NV];
+    for (int v = 0; v < NV; ++v) bk[v] = Simd<S>::load(b + k * NR + v * W);
+    for (int i = 0; i < MR; ++i) {
+      const V ai = Simd<S>::broadcast(a[k * MR + i]);
+      for (int v = 0; v < NV; ++v) acc[i][v] += ai * bk[v];
+    }
   }
+  if (rows == MR && cols == NR) {
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) {
+        S* ci = c + i * ldc + v * W;
+        const V base = overwrite ? (bias ? Simd<S>::load(bias + v * W) : V{}) : Simd<S>::load(ci);
+        Simd<S>::store(ci, base + acc[i][v]);
+      }
+    return;
+  }
+  S tile[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) Simd<S>::store(&tile[i][v * W], acc[i][v]);
   for (index_t i = 0; i < rows; ++i) {
     S* ci = c + i * ldc;
     if (overwrite)
-      for (index_t j = 0; j < cols; ++j) ci[j] = (bias ? bias[j] : S(0)) + acc[i * NR + j];
+      for (index_t j = 0; j < cols; ++j) ci[j] = (bias ? bias[j] : S(0)) + tile[i][j];
     else
-      for (index_t j = 0; j < cols; ++j) ci[j] += acc[i * NR + j];
+      for (index_t j = 0; j < cols; ++j) ci[j] += tile[i][j];
   }
 }
 
@@ -200,15 +237,16 @@ void pack_columns(const S* M, index_t rows, index_t cols, S* packed) {
 // are indexed only by constants, so they stay in registers for the whole k loop.
 template <int G, class S>
 inline void block_product(const S* block, const S* v, index_t K, const S* bias, S* out) {
-  constexpr int N = G * kUnits<S>;
-  S acc[N];
-  for (int i = 0; i < N; ++i) acc[i] = bias ? bias[i] : S(0);
+  using V = typename Simd<S>::V;
+  constexpr int W = Simd<S>::W, NV = G * kUnits<S> / W;
+  V acc[NV];
+  for (int i = 0; i < NV; ++i) acc[i] = bias ? Simd<S>::load(bias + i * W) : V{};
   for (index_t k = 0; k < K; ++k) {
-    const S vk = v[k];
-    const S* bk = block + k * N;
-    for (int i = 0; i < N; ++i) acc[i] += bk[i] * vk;
+    const V vk = Simd<S>::broadcast(v[k]);
+    const S* bk = block + k * NV * W;
+    for (int i = 0; i < NV; ++i) acc[i] += Simd<S>::load(bk + i * W) * vk;
   }
-  for (int i = 0; i < N; ++i) out[i] = acc[i];
+  for (int i = 0; i < NV; ++i) Simd<S>::store(out + i * W, acc[i]);
 }
 
 template <class S>
@@ -341,7 +379,7 @@ void forward_impl(const ForwardParams<S>& p) {
     }
     copy_columns(h_buf[T % 2], p.h_n, P, p_lo, p_hi);
     if constexpr (lstm) copy_columns(c_buf[T % 2], p.c_n, H, h_lo, h_hi);
-  });
+  }, 2.0 * T * B * GH * (I + P) + 2.0 * T * B * P * H * Project);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -530,7 +568,7 @@ void backward_impl(const BackwardParams<S>& p) {
     if constexpr (Project) gemm<S>(team, P, H, rows, {p.dh_total, 1, P}, {p.m, H, 1}, p.dw_hr, H, false);
     column_sums(team, p.dgates, rows, GH, p.db_ih);
     column_sums(team, dgates_rec, rows, GH, p.db_hh);
-  });
+  }, 4.0 * T * B * GH * (I + P) + 4.0 * T * B * P * H * Project);
 }
 
 template <class S>
@@ -553,12 +591,35 @@ void backward_any(CellKind cell, const BackwardParams<S>& p) {
   }
 }
 
+// The machine's float32 FMA peak as this ISA can use it: each rank runs a loop of independent
+// multiply-adds (12 vectors of accumulators, enough to cover the FMA latency) for `iterations`.
+double fma_peak_gflops(long iterations) {
+  constexpr int N = 12 * kVectorBytes / 4;
+  std::vector<double> seconds(1);
+  std::vector<float> sink(256);
+  const auto start = std::chrono::steady_clock::now();
+  int ranks = 1;
+  parallel([&](Team& team) {
+    float acc[N];
+    for (int i = 0; i < N; ++i) acc[i] = 1.0f + 1e-3f * static_cast<float>(i + team.rank());
+    const float a = 0.999999f, b = 1e-7f;
+    for (long it = 0; it < iterations; ++it)
+      for (int i = 0; i < N; ++i) acc[i] = acc[i] * a + b;
+    float total = 0;
+    for (int i = 0; i < N; ++i) total += acc[i];
+    sink[team.rank() % 256] = total;  // keeps the loop alive
+    if (team.rank() == 0) ranks = team.size();
+  }, 1e12);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return 2.0 * N * static_cast<double>(iterations) * ranks / s / 1e9 + 0.0 * sink[0];
+}
+
 }  // namespace
 
 #define FUSEDRNN_STR2(x) #x
 #define FUSEDRNN_STR(x) FUSEDRNN_STR2(x)
 extern const KernelTable table;
 const KernelTable table = {FUSEDRNN_STR(FUSEDRNN_ISA_NAMESPACE), forward_any<float>, forward_any<double>,
-                           backward_any<float>, backward_any<double>};
+                           backward_any<float>, backward_any<double>, fma_peak_gflops};
 
 }  // namespace fusedrnn::cpu::FUSEDRNN_ISA_NAMESPACE

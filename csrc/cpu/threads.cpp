@@ -70,8 +70,8 @@ class Pool {
     for (int r = 1; r < n; ++r) workers_.emplace_back([this, r, start = job_id_] { work(r, start); });
   }
 
-  void run(const std::function<void(Team&)>& fn) {
-    const int n = size();
+  void run(const std::function<void(Team&)>& fn, bool alone) {
+    const int n = alone ? 1 : size();
     barrier_.reset(n);
     if (n == 1) {
       Member self(this, 0, 1);
@@ -170,9 +170,9 @@ int default_num_threads() {
   return n > 0 ? static_cast<int>(n) : 1;
 }
 
-void parallel(const std::function<void(Team&)>& fn) {
+void parallel(const std::function<void(Team&)>& fn, double work_flops) {
   std::lock_guard<std::mutex> lock(g_call_mutex);
-  pool().run(fn);
+  pool().run(fn, work_flops < 1e6);
 }
 
 int num_threads() {

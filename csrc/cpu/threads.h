@@ -25,7 +25,9 @@ class Team {
   }
 };
 
-void parallel(const std::function<void(Team&)>& fn);
+// Runs fn on the whole team, or on the calling thread alone when the call is too small
+// (work_flops below ~1 MFLOP) for waking the workers to pay off.
+void parallel(const std::function<void(Team&)>& fn, double work_flops);
 
 int num_threads();
 void set_num_threads(int n);  // n >= 1

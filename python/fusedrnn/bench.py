@@ -1,13 +1,18 @@
-"""``python -m fusedrnn bench``: time the kernels next to the NumPy reference (and torch if present).
+"""``python -m fusedrnn bench``: check, then time the kernels next to their baselines.
 
 Every configuration is first checked: the float32 kernels must agree with the float64 reference
 (relative error <= 1e-4 on outputs and every gradient) before anything is timed. Timings are
-medians over repeats of whole calls (argument checks and allocations included).
+medians over repeats of whole calls (argument checks and allocations included). Baselines run
+in the same process: the NumPy reference (``--reference``; always in ``--quick``), torch and ONNX
+Runtime when importable (forward only for ONNX Runtime, its inference engine). GFLOP/s use the
+forward's ``2*T*B*(I+H)*G*H`` FLOPs and three times that for forward+backward; "% peak" is
+against a float32 FMA loop measured at start-up on the same threads.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -17,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import functional, reference
+from . import _runtime, functional, reference
 
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
@@ -38,19 +43,36 @@ class Config:
         return f"{self.cell} T={self.T} B={self.B} I={self.I} H={self.H}"
 
 
+def _square(cell: str, H: int, B: int, T: int) -> Config:
+    return Config(cell, T, B, H, H)
+
+
 QUICK = [
-    Config("lstm", 100, 1, 128, 128),
-    Config("lstm", 100, 16, 256, 256),
-    Config("gru", 100, 1, 128, 128),
-    Config("gru", 50, 32, 256, 256),
-    Config("rnn_tanh", 100, 16, 256, 256),
+    _square("lstm", 128, 1, 100),
+    _square("lstm", 256, 16, 100),
+    _square("gru", 128, 1, 100),
+    _square("gru", 256, 32, 50),
+    _square("rnn_tanh", 256, 16, 100),
 ]
-FULL = QUICK + [
-    Config("lstm", 25, 64, 512, 512),
-    Config("lstm", 50, 4, 1024, 1024),
-    Config("gru", 50, 32, 512, 512),
-    Config("rnn_relu", 100, 64, 512, 512),
+# The fast-CPU issue's table (I = H), measured there for torch 2.13 and ONNX Runtime 1.32.
+TABLE = [
+    _square("lstm", 128, 1, 100),
+    _square("lstm", 256, 16, 100),
+    _square("lstm", 512, 64, 25),
+    _square("lstm", 1024, 64, 50),
+    _square("lstm", 1536, 4, 50),
+    _square("gru", 128, 1, 100),
+    _square("gru", 512, 32, 50),
+    _square("gru", 1536, 4, 50),
 ]
+# DeepBench's LSTM/GRU training sizes scaled to a 2-core machine: a diagonal through
+# H in {256, 512, 1024, 1536} x B in {1, 4, 16, 64} x T in {25, 50, 100}.
+DEEPBENCH = [
+    _square(cell, H, B, T)
+    for cell in ("lstm", "gru")
+    for H, B, T in ((256, 1, 100), (256, 64, 50), (512, 4, 50), (512, 16, 25), (1024, 1, 25), (1024, 16, 25),
+                    (1536, 4, 25), (1536, 64, 25))
+]  # fmt: skip
 
 
 def _arrays(cfg: Config, dtype: Any, seed: int = 0) -> dict[str, np.ndarray]:
@@ -75,7 +97,7 @@ def _runner(module: Any, cfg: Config, a: dict[str, np.ndarray]) -> tuple[Callabl
     if cfg.cell == "lstm":
 
         def fwd(tape: bool) -> Any:
-            return module.lstm_forward(a["x"], a["h0"], a["c0"], *w, **({"need_tape": tape}))
+            return module.lstm_forward(a["x"], a["h0"], a["c0"], *w, need_tape=tape)
 
         def both() -> Any:
             out = fwd(True)
@@ -106,30 +128,26 @@ def _max_rel_error(cfg: Config) -> float:
     return max(float(np.max(np.abs(x - r)) / max(np.max(np.abs(r)), 1e-30)) for x, r in pairs)
 
 
-def _median_seconds(fn: Callable[[], Any], repeats: int, min_time: float = 0.05) -> float:
+def _median_seconds(fn: Callable[[], Any], repeats: int, budget: float = 3.0) -> float:
     fn()  # warm up
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while len(times) < repeats:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-        if sum(times) > 30 * min_time and len(times) >= 3:
+        if sum(times) > budget and len(times) >= 3:
             break
     return statistics.median(times)
 
 
-def _torch_runner(cfg: Config, a: dict[str, np.ndarray]) -> tuple[Callable[[], Any], Callable[[], Any]] | None:
+def _torch_runners(cfg: Config, a: dict[str, np.ndarray]) -> tuple[Callable[[], Any], Callable[[], Any]] | None:
     try:
         import torch
     except Exception:  # not installed, or a broken install: compare without it
         return None
     kinds = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
-    if cfg.cell in kinds:
-        m = kinds[cfg.cell](cfg.I, cfg.H)
-    else:
-        m = torch.nn.RNN(cfg.I, cfg.H, nonlinearity=cfg.cell[4:])
-    x = torch.from_numpy(a["x"])
-    dy = torch.from_numpy(a["dy"])
+    m = kinds[cfg.cell](cfg.I, cfg.H) if cfg.cell in kinds else torch.nn.RNN(cfg.I, cfg.H, nonlinearity=cfg.cell[4:])
+    x, dy = torch.from_numpy(a["x"]), torch.from_numpy(a["dy"])
 
     def fwd() -> Any:
         with torch.no_grad():
@@ -144,26 +162,78 @@ def _torch_runner(cfg: Config, a: dict[str, np.ndarray]) -> tuple[Callable[[], A
     return fwd, both
 
 
-def run(configs: list[Config], repeats: int, with_reference: bool, with_torch: bool) -> list[dict[str, Any]]:
-    """Check and time each configuration; returns one row per configuration."""
+def _ort_forward(cfg: Config, a: dict[str, np.ndarray], threads: int) -> Callable[[], Any] | None:
+    """ONNX Runtime's forward on the same weights (gate orders permuted to ONNX's), checked once."""
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+    except Exception:
+        return None
+    H, G = cfg.H, GATES[cfg.cell]
+    order = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}.get(cfg.cell, [0])  # torch's gates -> ONNX's (iofc, zrh)
+
+    def permute(m: np.ndarray) -> np.ndarray:
+        return np.concatenate([m[g * H : (g + 1) * H] for g in order])[None]
+
+    W, R = permute(a["weight_ih"]), permute(a["weight_hh"])
+    bias = np.concatenate([permute(a["bias_ih"][:, None])[0, :, 0], permute(a["bias_hh"][:, None])[0, :, 0]])[None]
+    op = {"lstm": "LSTM", "gru": "GRU"}.get(cfg.cell, "RNN")
+    attrs: dict[str, Any] = {"hidden_size": H}
+    if op == "GRU":
+        attrs["linear_before_reset"] = 1
+    if op == "RNN":
+        attrs["activations"] = ["Tanh" if cfg.cell == "rnn_tanh" else "Relu"]
+    inputs = ["X", "W", "R", "B", "", "h0"] + (["c0"] if op == "LSTM" else [])
+    node = helper.make_node(op, inputs, ["Y"], **attrs)
+    init = [helper.make_tensor(n, TensorProto.FLOAT, v.shape, v.ravel()) for n, v in (("W", W), ("R", R), ("B", bias))]
+    feeds = {"X": a["x"], "h0": a["h0"][None]}
+    graph_inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(a["x"].shape)),
+                    helper.make_tensor_value_info("h0", TensorProto.FLOAT, [1, cfg.B, H])]  # fmt: skip
+    if op == "LSTM":
+        feeds["c0"] = a["c0"][None]
+        graph_inputs.append(helper.make_tensor_value_info("c0", TensorProto.FLOAT, [1, cfg.B, H]))
+    graph = helper.make_graph([node], "rnn", graph_inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = min(model.ir_version, 9)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    del onnx, G
+    y_ort = session.run(["Y"], feeds)[0][:, 0]
+    y_ours = _runner(functional, cfg, a)[0]()[0]
+    err = float(np.max(np.abs(y_ort - y_ours)) / np.max(np.abs(y_ours)))
+    if not err <= 1e-3:
+        raise RuntimeError(f"{cfg}: ONNX Runtime disagrees with fusedrnn (max relative error {err:.1e})")
+    return lambda: session.run(["Y"], feeds)
+
+
+def run(configs: list[Config], repeats: int, with_reference: bool, with_torch: bool, with_ort: bool,
+        peak: float) -> list[dict[str, Any]]:  # fmt: skip
+    """Check and time each configuration; prints and returns one row per configuration."""
     rows = []
+    threads = _runtime.get_num_threads()
     for cfg in configs:
-        err = _max_rel_error(Config(cfg.cell, min(cfg.T, 8), min(cfg.B, 4), cfg.I, cfg.H))
+        err = _max_rel_error(Config(cfg.cell, min(cfg.T, 6), min(cfg.B, 4), cfg.I, cfg.H))
         if not err <= 1e-4:
             raise RuntimeError(f"{cfg}: kernels disagree with the reference (max relative error {err:.2e})")
         a = _arrays(cfg, np.float32)
         fwd, both = _runner(functional, cfg, a)
-        row: dict[str, Any] = {"config": str(cfg), "check": err, "flops": cfg.forward_flops}
+        row: dict[str, Any] = {"config": str(cfg), "check": err, "flops": cfg.forward_flops, "peak": peak}
         row["fwd"] = _median_seconds(fwd, repeats)
         row["fwdbwd"] = _median_seconds(both, repeats)
         if with_reference:
             rfwd, rboth = _runner(reference, cfg, a)
-            row["ref_fwd"] = _median_seconds(rfwd, max(3, repeats // 3))
-            row["ref_fwdbwd"] = _median_seconds(rboth, max(3, repeats // 3))
-        torch_fns = _torch_runner(cfg, a) if with_torch else None
+            row["ref_fwd"] = _median_seconds(rfwd, 3)
+            row["ref_fwdbwd"] = _median_seconds(rboth, 3)
+        torch_fns = _torch_runners(cfg, a) if with_torch else None
         if torch_fns is not None:
             row["torch_fwd"] = _median_seconds(torch_fns[0], repeats)
             row["torch_fwdbwd"] = _median_seconds(torch_fns[1], repeats)
+        ort_fwd = _ort_forward(cfg, a, threads) if with_ort else None
+        if ort_fwd is not None:
+            row["ort_fwd"] = _median_seconds(ort_fwd, repeats)
         rows.append(row)
         print(_format_row(row), flush=True)
     return rows
@@ -172,44 +242,105 @@ def run(configs: list[Config], repeats: int, with_reference: bool, with_torch: b
 def _format_row(row: dict[str, Any]) -> str:
     f, fb = row["fwd"], row["fwdbwd"]
     gf, gfb = row["flops"] / f / 1e9, 3 * row["flops"] / fb / 1e9
-    s = f"{row['config']:<34} {f * 1e3:9.3f} {gf:7.2f} {fb * 1e3:10.3f} {gfb:7.2f}"
-    if "ref_fwd" in row:
-        s += f"   {row['ref_fwd'] / f:6.1f}x {row['ref_fwdbwd'] / fb:6.1f}x"
-    if "torch_fwd" in row:
-        s += f"   {row['torch_fwd'] / f:6.2f}x {row['torch_fwdbwd'] / fb:6.2f}x"
+    s = f"{row['config']:<32} {f * 1e3:9.3f} {gf:7.1f} {100 * gf / row['peak']:5.1f}% {fb * 1e3:10.3f} {gfb:7.1f}"
+    for key, label in (("ref", "numpy"), ("torch", "torch")):
+        if f"{key}_fwd" in row:
+            s += f" | {label} {row[f'{key}_fwd'] / f:5.2f}x {row[f'{key}_fwdbwd'] / fb:5.2f}x"
+    if "ort_fwd" in row:
+        s += f" | ort {row['ort_fwd'] / f:5.2f}x"
     return s
 
 
-def header(with_reference: bool, with_torch: bool) -> str:
-    s = f"{'config (float32)':<34} {'fwd ms':>9} {'GFLOP/s':>7} {'f+b ms':>10} {'GFLOP/s':>7}"
-    if with_reference:
-        s += "   numpy-ref/ours (fwd, f+b)"
-    if with_torch:
-        s += "   torch/ours (fwd, f+b)"
-    return s
+def _summary(rows: list[dict[str, Any]]) -> str:
+    lines = []
+    for key, label in (("torch", "torch"), ("ort", "ONNX Runtime"), ("ref", "NumPy reference")):
+        fwd = [r[f"{key}_fwd"] / r["fwd"] for r in rows if f"{key}_fwd" in r]
+        both = [r[f"{key}_fwdbwd"] / r["fwdbwd"] for r in rows if f"{key}_fwdbwd" in r]
+        if fwd:
+            s = f"geometric mean speed-up over {label}: forward {math.exp(np.mean(np.log(fwd))):.2f}x"
+            if both:
+                s += f", forward+backward {math.exp(np.mean(np.log(both))):.2f}x"
+            lines.append(s)
+    return "\n".join(lines)
+
+
+def _plot(rows: list[dict[str, Any]], path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("--plot: matplotlib is not installed; no chart written")
+        return
+    labels = [r["config"] for r in rows]
+    series = [("fusedrnn", [r["flops"] / r["fwd"] / 1e9 for r in rows])]
+    for key, label in (("torch", "torch"), ("ort", "ONNX Runtime")):
+        if all(f"{key}_fwd" in r for r in rows):
+            series.append((label, [r["flops"] / r[f"{key}_fwd"] / 1e9 for r in rows]))
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.5))
+    height = 0.8 / len(series)
+    for k, (label, values) in enumerate(series):
+        ax.barh([i + k * height for i in range(len(rows))], values, height, label=label)
+    ax.axvline(rows[0]["peak"], color="k", linestyle="--", label="FMA peak")
+    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(rows))], labels)
+    ax.set_xlabel("forward GFLOP/s (float32)")
+    ax.invert_yaxis()
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"chart written to {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fusedrnn bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a few small sizes (the default set)")
-    parser.add_argument("--full", action="store_true", help="more and larger sizes")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--quick", action="store_true", help="a few small sizes (the default)")
+    which.add_argument("--table", action="store_true", help="the fast-CPU issue's table of sizes")
+    which.add_argument("--deepbench", action="store_true", help="DeepBench training sizes scaled to this machine")
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per measurement (median)")
-    parser.add_argument("--no-reference", action="store_true", help="skip timing the NumPy reference")
+    parser.add_argument("--threads", type=int, default=None, help="threads for every library (default: all CPUs)")
+    parser.add_argument("--reference", action="store_true", help="also time the NumPy reference (slow)")
     parser.add_argument("--no-torch", action="store_true", help="skip torch even when importable")
+    parser.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime even when importable")
+    parser.add_argument("--plot", metavar="PNG", help="write a chart (needs matplotlib)")
     args = parser.parse_args(argv)
-    configs = FULL if args.full else QUICK
+    configs = TABLE if args.table else DEEPBENCH if args.deepbench else QUICK
+    if args.threads:
+        _runtime.set_num_threads(args.threads)
+    threads = _runtime.get_num_threads()
+    notes = []
     with_torch = not args.no_torch
-    torch_note = "not installed"
     if with_torch:
         try:
             import torch
 
-            torch_note = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+            torch.set_num_threads(threads)
+            notes.append(f"torch {torch.__version__}")
         except Exception:  # not installed, or a broken install
             with_torch = False
-    print(f"fusedrnn bench: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
-          f"fusedrnn 1 thread, numpy {np.__version__}, torch: {torch_note}")  # fmt: skip
-    print("FLOPs: forward 2*T*B*(I+H)*G*H, backward twice that; times are medians.")
-    print(header(not args.no_reference, with_torch))
-    run(configs, args.repeats, not args.no_reference, with_torch)
+    with_ort = not args.no_ort
+    if with_ort:
+        try:
+            import onnxruntime
+
+            notes.append(f"onnxruntime {onnxruntime.__version__}")
+        except Exception:
+            with_ort = False
+    with_reference = args.reference or not (args.table or args.deepbench)
+    info = _runtime.cpu_info()
+    from . import _C
+
+    peak = float(np.median([_C.fma_peak_gflops() for _ in range(3)]))
+    print(f"fusedrnn bench: {platform.machine()}, {os.cpu_count()} CPUs, ISA {info['isa']}, {threads} threads "
+          f"(all libraries), numpy {np.__version__}, {', '.join(notes) or 'no torch/onnxruntime'}")  # fmt: skip
+    print(f"float32 FMA peak measured on {threads} threads: {peak:.0f} GFLOP/s; times are medians; "
+          "ratios are baseline time / fusedrnn time")
+    print(f"{'config (float32)':<32} {'fwd ms':>9} {'GFLOP/s':>7} {'peak':>6} {'f+b ms':>10} {'GFLOP/s':>7}")
+    rows = run(configs, args.repeats, with_reference, with_torch, with_ort, peak)
+    summary = _summary(rows)
+    if summary:
+        print(summary)
+    if args.plot:
+        _plot(rows, args.plot)
     return 0

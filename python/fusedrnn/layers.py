@@ -9,6 +9,7 @@ returns the input gradients and writes the parameter gradients into ``layer.grad
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Callable, ClassVar
 
 import numpy as np
@@ -48,7 +49,7 @@ class _Recurrent:
         for name, flag in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
             if not isinstance(flag, (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)) or proj_size < 0:
             raise ValueError(f"proj_size must be an int >= 0, got {proj_size!r}")

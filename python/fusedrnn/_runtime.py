@@ -1,0 +1,35 @@
+"""Threads and instruction set of the CPU kernels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _C
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads (>= 1) in the CPU kernels; results are bitwise identical for any ``n``.
+
+    The default is the number of CPUs this process may run on. Waits for a running kernel call.
+    """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _C.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads the CPU kernels use."""
+    return int(_C.get_num_threads())
+
+
+def cpu_info() -> dict[str, Any]:
+    """The instruction set the kernels run with, and which ones were built and are supported.
+
+    ``{"isa": "avx2", "compiled": [...], "supported": [...], "num_threads": 2}``. Set the
+    environment variable ``FUSEDRNN_ISA`` (generic, avx2, avx512) before import to force one.
+    """
+    info = dict(_C.cpu_info())
+    info["num_threads"] = get_num_threads()
+    return info
