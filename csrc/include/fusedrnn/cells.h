@@ -51,13 +51,13 @@ template <>
 struct ExpTraits<float> {
   using Bits = std::int32_t;
   static constexpr float shifter = 12582912.0f;  // 1.5 * 2^23
-  static constexpr int mantissa = 23, bias = 127, k_min = -126, k_max = 127, degree = 7;
+  static constexpr int mantissa = 23, bias = 127, k_min = -126, k_max = 127, degree = 7, expm1_degree = 10;
 };
 template <>
 struct ExpTraits<double> {
   using Bits = std::int64_t;
   static constexpr double shifter = 6755399441055744.0;  // 1.5 * 2^52
-  static constexpr int mantissa = 52, bias = 1023, k_min = -1022, k_max = 1023, degree = 13;
+  static constexpr int mantissa = 52, bias = 1023, k_min = -1022, k_max = 1023, degree = 13, expm1_degree = 18;
 };
 
 // 1 + r/K (1 + r/(K+1) (1 + ... r/Last)): the tail of e^r's Taylor series from term K, unrolled
@@ -91,10 +91,17 @@ inline S exp_(S v) {
   return p * scale;
 }
 
-// tanh v = 1 - 2 / (e^{2v} + 1): exact limits +-1, absolute error a few ulps of 1.
+// tanh v = 1 - 2 / (e^{2v} + 1) for |v| >= 1/2 (exact limits +-1); for smaller |v|, where that
+// would cancel, tanh v = m / (m + 2) with m = e^{2v} - 1 from its Taylor series, m = u (1 + u/2 (1 +
+// u/3 (...))), u = 2v: both branches are relatively accurate to a few ulps, and the select
+// between them vectorizes.
 template <class S>
 inline S tanh_(S v) {
-  return S(1) - S(2) / (exp_(S(2) * v) + S(1));
+  const S u = S(2) * v;
+  const S m = u * taylor_exp<S, 2, ExpTraits<S>::expm1_degree>(u);
+  const S small = m / (m + S(2));
+  const S large = S(1) - S(2) / (exp_(u) + S(1));
+  return (v < S(0.5) && v > S(-0.5)) ? small : large;
 }
 #endif
 
