@@ -39,9 +39,10 @@ namespace {
 
 constexpr int kVectorBytes = FUSEDRNN_VECTOR_BYTES;
 
-// Units per block in the step kernels: two vectors per gate.
+// Units per block in the step kernels: one vector per gate, so that a block's slice of R is one
+// contiguous stream and several sequences can share each vector of it (block_product_rows).
 template <class S>
-constexpr int kUnits = 2 * kVectorBytes / static_cast<int>(sizeof(S));
+constexpr int kUnits = kVectorBytes / static_cast<int>(sizeof(S));
 
 template <class S>
 index_t num_blocks(index_t n) {
@@ -249,6 +250,46 @@ inline void block_product(const S* block, const S* v, index_t K, const S* bias, 
   for (int i = 0; i < NV; ++i) Simd<S>::store(out + i * W, acc[i]);
 }
 
+// Several sequences at once: out[r][i] = bias[i] + sum_k block[k][i] * v[r][k] for r < Rows and
+// i < G*kUnits, in two passes of one vector per gate. Each vector of R loaded feeds Rows FMAs, so
+// with a batch the step is bound by the FMA units rather than by the cache's bandwidth.
+template <int G, class S>
+constexpr int kMaxRows = G >= 4 ? 3 : 4;  // Rows x G accumulators fit the 16 AVX2 registers
+
+template <int G, int Rows, class S>
+inline void block_product_rows(const S* block, const S* const* v, index_t K, const S* bias, S* out) {
+  using V = typename Simd<S>::V;
+  constexpr int W = Simd<S>::W, U = kUnits<S>;
+  for (int half = 0; half < U / W; ++half) {
+    V acc[Rows][G];
+    for (int r = 0; r < Rows; ++r)
+      for (int g = 0; g < G; ++g) acc[r][g] = bias ? Simd<S>::load(bias + g * U + half * W) : V{};
+    for (index_t k = 0; k < K; ++k) {
+      const S* bk = block + k * G * U + half * W;
+      V rv[G];
+      for (int g = 0; g < G; ++g) rv[g] = Simd<S>::load(bk + g * U);
+      for (int r = 0; r < Rows; ++r) {
+        const V x = Simd<S>::broadcast(v[r][k]);
+        for (int g = 0; g < G; ++g) acc[r][g] += rv[g] * x;
+      }
+    }
+    for (int r = 0; r < Rows; ++r)
+      for (int g = 0; g < G; ++g) Simd<S>::store(out + r * G * U + g * U + half * W, acc[r][g]);
+  }
+}
+
+// The same for a run-time count of rows, 1 <= rows <= kMaxRows<G, S>.
+template <int G, class S>
+inline void block_product_rows(int rows, const S* block, const S* const* v, index_t K, const S* bias, S* out) {
+  static_assert(kMaxRows<G, S> <= 4);
+  switch (rows) {
+    case 1: return block_product_rows<G, 1>(block, v, K, bias, out);
+    case 2: return block_product_rows<G, 2>(block, v, K, bias, out);
+    case 3: return block_product_rows<G, 3>(block, v, K, bias, out);
+    default: return block_product_rows<G, kMaxRows<G, S>>(block, v, K, bias, out);
+  }
+}
+
 template <class S>
 inline void copy_lanes(const S* src, index_t n, S* dst) {
   std::copy(src, src + n, dst);
@@ -264,11 +305,13 @@ inline void copy_lanes(const S* src, index_t n, S* dst) {
 template <class Cell, bool Project, class S>
 void forward_step(const Sizes& n, index_t t, long blk0, long blk1, const S* r_packed, const S* b_packed, const S* h,
                   const S* c, S* gates_t, S* h_next, S* c_next, S* y_t, S* aux_t, S* m_t) {
-  constexpr int G = Cell::G, U = kUnits<S>;
+  constexpr int G = Cell::G, U = kUnits<S>, MaxRows = kMaxRows<G, S>;
   const index_t B = n.B, H = n.H, P = n.P, GH = G * H;
   for (index_t blk = blk0; blk < blk1; ++blk) {
     const S* rp = r_packed + blk * P * G * U;
     const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
+    index_t group[MaxRows];
+    int rows = 0;
     for (index_t b = 0; b < B; ++b) {
       if (!n.active(b, t)) {  // padding: the state is kept, y is 0
         if constexpr (Project) {
@@ -278,31 +321,42 @@ void forward_step(const Sizes& n, index_t t, long blk0, long blk1, const S* r_pa
           std::fill(y_t + b * P + j0, y_t + b * P + j0 + units, S(0));
         }
         if constexpr (Cell::kHasCellState) copy_lanes(c + b * H + j0, units, c_next + b * H + j0);
-        continue;
-      }
-      S hp[G][U], xp[G][U] = {}, a[G][U], h_old[U] = {}, c_old[U] = {}, h_new[U], c_new[U], aux[U];
-      block_product<G>(rp, h + b * P, P, b_packed + blk * G * U, &hp[0][0]);
-      S* gb = gates_t + b * GH + j0;
-      for (int g = 0; g < G; ++g) copy_lanes(gb + g * H, units, xp[g]);
-      if constexpr (!Project) copy_lanes(h + b * P + j0, units, h_old);  // GRU reads its own old h
-      if constexpr (Cell::kHasCellState) copy_lanes(c + b * H + j0, units, c_old);
-      for (int u = 0; u < U; ++u) {  // all lanes: a fixed trip count the compiler vectorizes
-        S xu[G], hu[G], au[G];
-        for (int g = 0; g < G; ++g) xu[g] = xp[g][u], hu[g] = hp[g][u];
-        c_new[u] = aux[u] = S(0);
-        Cell::forward(xu, hu, h_old[u], c_old[u], au, aux[u], h_new[u], c_new[u]);
-        for (int g = 0; g < G; ++g) a[g][u] = au[g];
-      }
-      for (int g = 0; g < G; ++g) copy_lanes(a[g], units, gb + g * H);
-      if constexpr (Project) {
-        copy_lanes(h_new, units, m_t + b * H + j0);
       } else {
-        copy_lanes(h_new, units, h_next + b * P + j0);
-        copy_lanes(h_new, units, y_t + b * P + j0);
+        group[rows++] = b;
       }
-      if constexpr (Cell::kHasCellState) copy_lanes(c_new, units, c_next + b * H + j0);
-      if constexpr (Cell::kHasAux)
-        if (aux_t) copy_lanes(aux, units, aux_t + b * H + j0);
+      if (rows == 0 || (rows < MaxRows && b + 1 < B)) continue;
+      // The group's gate pre-activations R h + b_r, then each sequence's pointwise math.
+      S hp_rows[MaxRows][G * U];
+      const S* h_rows[MaxRows];
+      for (int r = 0; r < rows; ++r) h_rows[r] = h + group[r] * P;
+      block_product_rows<G>(rows, rp, h_rows, P, b_packed + blk * G * U, &hp_rows[0][0]);
+      for (int r = 0; r < rows; ++r) {
+        const index_t row = group[r];
+        const S* hp = hp_rows[r];
+        S xp[G][U] = {}, a[G][U], h_old[U] = {}, c_old[U] = {}, h_new[U], c_new[U], aux[U];
+        S* gb = gates_t + row * GH + j0;
+        for (int g = 0; g < G; ++g) copy_lanes(gb + g * H, units, xp[g]);
+        if constexpr (!Project) copy_lanes(h + row * P + j0, units, h_old);  // GRU reads its own old h
+        if constexpr (Cell::kHasCellState) copy_lanes(c + row * H + j0, units, c_old);
+        for (int u = 0; u < U; ++u) {  // all lanes: a fixed trip count the compiler vectorizes
+          S xu[G], hu[G], au[G];
+          for (int g = 0; g < G; ++g) xu[g] = xp[g][u], hu[g] = hp[g * U + u];
+          c_new[u] = aux[u] = S(0);
+          Cell::forward(xu, hu, h_old[u], c_old[u], au, aux[u], h_new[u], c_new[u]);
+          for (int g = 0; g < G; ++g) a[g][u] = au[g];
+        }
+        for (int g = 0; g < G; ++g) copy_lanes(a[g], units, gb + g * H);
+        if constexpr (Project) {
+          copy_lanes(h_new, units, m_t + row * H + j0);
+        } else {
+          copy_lanes(h_new, units, h_next + row * P + j0);
+          copy_lanes(h_new, units, y_t + row * P + j0);
+        }
+        if constexpr (Cell::kHasCellState) copy_lanes(c_new, units, c_next + row * H + j0);
+        if constexpr (Cell::kHasAux)
+          if (aux_t) copy_lanes(aux, units, aux_t + row * H + j0);
+      }
+      rows = 0;
     }
   }
 }
@@ -448,7 +502,7 @@ inline void add_dy(const BackwardParams<S>& p, index_t t, index_t b, index_t j0,
 template <class Cell, class S>
 void backward_walk(Team& team, const BackwardParams<S>& p, long blk0, long blk1, const S* r_packed,
                    BackwardCarry<S> carry, S* dgates_rec) {
-  constexpr int G = Cell::G, U = kUnits<S>;
+  constexpr int G = Cell::G, U = kUnits<S>, MaxRows = kMaxRows<1, S>;
   const Sizes& n = p.n;
   const index_t T = n.T, B = n.B, H = n.H, GH = G * H;
   const index_t t_last = n.time_of(T - 1);
@@ -466,17 +520,32 @@ void backward_walk(Team& team, const BackwardParams<S>& p, long blk0, long blk1,
     const index_t t = n.time_of(s);
     for (index_t blk = blk0; blk < blk1; ++blk) {
       const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
-      for (index_t b = 0; b < B; ++b) {
-        S dh[U] = {};
-        if (n.active(b, t)) block_product<1>(r_packed + blk * GH * U, dgates_rec + (t * B + b) * GH, GH, (const S*)nullptr, dh);
-        const S* direct = carry.dh_direct + b * H + j0;
-        for (index_t u = 0; u < units; ++u) dh[u] += direct[u];  // d loss / d h entering step t
-        if (s > 0) {
-          const index_t tp = n.time_of(s - 1);
-          add_dy(p, tp, b, j0, units, dh);
-          backward_block<Cell>(p, tp, b, j0, units, dh, carry, dgates_rec);
-        } else {
-          copy_lanes(dh, units, p.dh0 + b * H + j0);
+      for (index_t b0 = 0; b0 < B; b0 += MaxRows) {
+        // dgates_rec R for the group's real sequences (padding rows get 0: nothing flows through R).
+        const int rows = static_cast<int>(std::min<index_t>(MaxRows, B - b0));
+        S dh_rows[MaxRows][U] = {};
+        const S* dg_rows[MaxRows];
+        int real = 0;
+        index_t real_row[MaxRows];
+        for (int r = 0; r < rows; ++r)
+          if (n.active(b0 + r, t)) real_row[real] = r, dg_rows[real++] = dgates_rec + (t * B + b0 + r) * GH;
+        if (real > 0) {
+          S out[MaxRows][U];
+          block_product_rows<1>(real, r_packed + blk * GH * U, dg_rows, GH, (const S*)nullptr, &out[0][0]);
+          for (int q = 0; q < real; ++q) std::copy(out[q], out[q] + U, dh_rows[real_row[q]]);
+        }
+        for (int r = 0; r < rows; ++r) {
+          const index_t b = b0 + r;
+          S* dh = dh_rows[r];
+          const S* direct = carry.dh_direct + b * H + j0;
+          for (index_t u = 0; u < units; ++u) dh[u] += direct[u];  // d loss / d h entering step t
+          if (s > 0) {
+            const index_t tp = n.time_of(s - 1);
+            add_dy(p, tp, b, j0, units, dh);
+            backward_block<Cell>(p, tp, b, j0, units, dh, carry, dgates_rec);
+          } else {
+            copy_lanes(dh, units, p.dh0 + b * H + j0);
+          }
         }
       }
     }
