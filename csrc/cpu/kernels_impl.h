@@ -102,6 +102,10 @@ struct Simd {
   }
   static void store(S* p, V v) { std::memcpy(p, &v, sizeof(V)); }
   static V broadcast(S x) {
+#if defined(__AVX__)
+    if constexpr (sizeof(V) == 32 && sizeof(S) == 4) return reinterpret_cast<V>(_mm256_set1_ps(x));
+    if constexpr (sizeof(V) == 32 && sizeof(S) == 8) return reinterpret_cast<V>(_mm256_set1_pd(x));
+#endif
     V v;
     for (int i = 0; i < W; ++i) v[i] = x;
     return v;
