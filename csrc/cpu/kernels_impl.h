@@ -640,7 +640,13 @@ void backward_impl(const BackwardParams<S>& p) {
     gemm<S>(team, GH, P, rows, {dgates_rec, 1, GH}, {p.h_prev, P, 1}, p.dw_hh, P, false);  // dR = dgr^T h
     if constexpr (Project) gemm<S>(team, P, H, rows, {p.dh_total, 1, P}, {p.m, H, 1}, p.dw_hr, H, false);
     column_sums(team, p.dgates, rows, GH, p.db_ih);
-    column_sums(team, dgates_rec, rows, GH, p.db_hh);
+    if constexpr (Cell::kSplitRecurrentGrad) {
+      column_sums(team, dgates_rec, rows, GH, p.db_hh);
+    } else {  // the same gradients: copy this rank's columns instead of summing them again
+      long c0, c1;
+      team.split(GH, &c0, &c1);
+      std::copy(p.db_ih + c0, p.db_ih + c1, p.db_hh + c0);
+    }
   }, 4.0 * T * B * GH * (I + P) + 4.0 * T * B * P * H * Project);
 }
 
