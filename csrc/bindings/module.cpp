@@ -159,6 +159,16 @@ PYBIND11_MODULE(_C, m) {
     info["supported"] = cpu::supported_isas();
     return info;
   });
+  m.def("build_info", [] {
+    py::dict info;
+    info["version"] = FUSEDRNN_VERSION;
+    info["compiler"] = FUSEDRNN_COMPILER;
+    info["build_type"] = FUSEDRNN_BUILD_TYPE;
+    info["isas"] = cpu::compiled_isas();
+    info["cuda"] = false;  // the CUDA backend is not part of this release
+    info["cuda_architectures"] = py::list();
+    return info;
+  });
   m.def("get_num_threads", [] { return cpu::num_threads(); });
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw py::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));

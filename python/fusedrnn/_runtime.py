@@ -33,3 +33,12 @@ def cpu_info() -> dict[str, Any]:
     info = dict(_C.cpu_info())
     info["num_threads"] = get_num_threads()
     return info
+
+
+def build_info() -> dict[str, Any]:
+    """How this copy of fusedrnn was built.
+
+    ``{"version", "compiler", "build_type", "isas": [compiled CPU instruction sets],
+    "cuda": bool, "cuda_architectures": [...]}``; ``version`` equals ``fusedrnn.__version__``.
+    """
+    return dict(_C.build_info())
