@@ -1,0 +1,28 @@
+"""Version and build information: one version, read from the package metadata."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import re
+from pathlib import Path
+
+import fusedrnn
+
+
+def test_version_is_the_package_metadata_and_the_build_info() -> None:
+    assert fusedrnn.__version__ == md.version("fusedrnn")
+    assert fusedrnn.build_info()["version"] == fusedrnn.__version__
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", fusedrnn.__version__)
+
+
+def test_build_info_names_compiler_isas_and_cuda() -> None:
+    info = fusedrnn.build_info()
+    assert set(info) >= {"version", "compiler", "build_type", "isas", "cuda", "cuda_architectures"}
+    assert info["compiler"].strip()
+    assert "generic" in info["isas"]
+    assert fusedrnn.cpu_info()["isa"] in info["isas"]
+    assert info["cuda"] is False and list(info["cuda_architectures"]) == []
+
+
+def test_the_package_ships_its_type_marker() -> None:
+    assert (Path(fusedrnn.__file__).parent / "py.typed").is_file()
