@@ -165,12 +165,11 @@ def _torch_runners(cfg: Config, a: dict[str, np.ndarray]) -> tuple[Callable[[], 
 def _ort_forward(cfg: Config, a: dict[str, np.ndarray], threads: int) -> Callable[[], Any] | None:
     """ONNX Runtime's forward on the same weights (gate orders permuted to ONNX's), checked once."""
     try:
-        import onnx
         import onnxruntime as ort
         from onnx import TensorProto, helper
     except Exception:
         return None
-    H, G = cfg.H, GATES[cfg.cell]
+    H = cfg.H
     order = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}.get(cfg.cell, [0])  # torch's gates -> ONNX's (iofc, zrh)
 
     def permute(m: np.ndarray) -> np.ndarray:
@@ -200,7 +199,6 @@ def _ort_forward(cfg: Config, a: dict[str, np.ndarray], threads: int) -> Callabl
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    del onnx, G
     y_ort = session.run(["Y"], feeds)[0][:, 0]
     y_ours = _runner(functional, cfg, a)[0]()[0]
     err = float(np.max(np.abs(y_ort - y_ours)) / np.max(np.abs(y_ours)))
