@@ -18,6 +18,7 @@ from . import functional, optim, reference
 from ._grad_mode import is_grad_enabled, no_grad
 from ._runtime import build_info, cpu_info, get_num_threads, set_num_threads
 from .clip import clip_grad_norm_, clip_grad_value_
+from .cuda import cuda_available
 from .layers import GRU, LSTM, RNN
 
 try:
@@ -27,5 +28,6 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
 
 __all__ = [
     "RNN", "LSTM", "GRU", "no_grad", "is_grad_enabled", "clip_grad_norm_", "clip_grad_value_",
-    "build_info", "cpu_info", "get_num_threads", "set_num_threads", "functional", "reference", "optim", "__version__",
+    "build_info", "cpu_info", "cuda_available", "get_num_threads", "set_num_threads", "functional", "reference",
+    "optim", "__version__",
 ]  # fmt: skip

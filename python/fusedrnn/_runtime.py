@@ -41,4 +41,10 @@ def build_info() -> dict[str, Any]:
     ``{"version", "compiler", "build_type", "isas": [compiled CPU instruction sets],
     "cuda": bool, "cuda_architectures": [...]}``; ``version`` equals ``fusedrnn.__version__``.
     """
-    return dict(_C.build_info())
+    info = dict(_C.build_info())
+    try:  # the CUDA module exists only in CUDA-enabled builds
+        from . import _cuda  # type: ignore[attr-defined]
+    except ImportError:
+        return info
+    info.update(_cuda.build_info())  # "cuda": True, "cuda_architectures": [...], "cuda_compiler_version"
+    return info

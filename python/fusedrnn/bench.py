@@ -302,7 +302,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-torch", action="store_true", help="skip torch even when importable")
     parser.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime even when importable")
     parser.add_argument("--plot", metavar="PNG", help="write a chart (needs matplotlib)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: the CUDA kernels against cuDNN through torch (its own table of sizes)")
+    parser.add_argument("--cuda-path", choices=("auto", "persistent", "stepwise"), default="auto",
+                        help="with --device cuda: force one kernel path")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    if args.device == "cuda":
+        from . import bench_cuda
+
+        return bench_cuda.main(None, args.repeats, args.cuda_path)
     configs = TABLE if args.table else DEEPBENCH if args.deepbench else QUICK
     if args.threads:
         _runtime.set_num_threads(args.threads)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _C, _checks
+from . import _C, _checks, cuda
 
 __all__ = [
     "Tape",
@@ -80,6 +80,10 @@ def _forward(
     need_tape: bool,
     weight_hr: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Tape | None]:
+    if cuda.is_device_array(x) or cuda.is_device_array(weight_ih):  # CuPy, torch.cuda, DeviceArray
+        return cuda.forward(
+            cell, x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, need_tape, weight_hr
+        )
     G = _GATES[cell]
     w_ih = _checks.float_array(weight_ih, "weight_ih")
     dtype = _checks.kernel_dtype(w_ih.dtype)
@@ -151,6 +155,8 @@ def _forward(
 
 
 def _backward(cell: str, tape: Any, dy: Any, dh_n: Any, dc_n: Any) -> dict[str, np.ndarray | None]:
+    if isinstance(tape, cuda.CudaTape):
+        return cuda.backward(cell, tape, dy, dh_n, dc_n)
     if not isinstance(tape, Tape) or tape.cell != cell:
         raise TypeError(f"tape must be the Tape returned by fusedrnn.functional's {cell.split('_')[0]}_forward")
     T, B, I = tape.x.shape
@@ -257,7 +263,7 @@ def rnn_backward(tape: Tape, dy: Any, dh_n: Any = None) -> dict[str, np.ndarray 
         ``"x"``, ``"h0"``, ``"weight_ih"``, ``"weight_hh"``, ``"bias_ih"``, ``"bias_hh"`` (the
         biases' entries are None when the forward had none).
     """
-    if not isinstance(tape, Tape) or not tape.cell.startswith("rnn_"):
+    if not isinstance(tape, (Tape, cuda.CudaTape)) or not tape.cell.startswith("rnn_"):
         raise TypeError("tape must be the Tape returned by fusedrnn.functional.rnn_forward")
     return _backward(tape.cell, tape, dy, dh_n, None)
 

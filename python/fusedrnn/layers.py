@@ -55,8 +55,11 @@ class _Recurrent:
             raise ValueError(f"proj_size must be an int >= 0, got {proj_size!r}")
         if proj_size >= self.hidden_size:
             raise ValueError(f"proj_size must be smaller than hidden_size ({self.hidden_size}), got {proj_size}")
-        if device != "cpu":
-            raise NotImplementedError(f"device={device!r}: only 'cpu' is available in this build")
+        if device != "cpu":  # the CUDA kernels run through fusedrnn.functional/.torch on device arrays
+            raise NotImplementedError(
+                f"device={device!r}: the layer classes keep their parameters on the CPU for now; on a GPU use "
+                "fusedrnn.torch with CUDA tensors, or fusedrnn.functional with CuPy/torch CUDA arrays"
+            )
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)

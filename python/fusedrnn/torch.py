@@ -11,8 +11,9 @@ names, shapes and initialisation), ``state_dict``, ``.to()``/``.double()``, ``is
 checks and the call signature (``hx``, ``batch_first``, unbatched 2-D input, ``PackedSequence``
 in and out, ``proj_size``, ``dropout``, ``bidirectional``) are torch's own. Only ``forward``
 differs: each layer and direction is one :class:`torch.autograd.Function` whose forward and
-backward call :mod:`fusedrnn.functional` on NumPy views of the tensors (CPU, float32 or
-float64). Dropout between layers uses ``torch.nn.functional.dropout`` (torch's generator), so it
+backward call :mod:`fusedrnn.functional` on NumPy views of CPU tensors (float32 or float64) or,
+in a CUDA-enabled build with a GPU, on CUDA tensors in place through :mod:`fusedrnn.cuda`
+(torch's current stream; float16/bfloat16 too). Dropout between layers uses ``torch.nn.functional.dropout`` (torch's generator), so it
 differs from ``torch.nn``'s masks, as any two dropout draws do. Double backward is not supported.
 
 Bad input raises ``ValueError``/``TypeError`` naming the argument (torch raises ``RuntimeError``
@@ -31,20 +32,26 @@ import torch
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from . import functional
+from . import cuda, functional
 
 __all__ = ["RNN", "LSTM", "GRU"]
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
+_HALF_DTYPES = (torch.float16, torch.bfloat16)  # CUDA only
 
 
-def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
-    """A NumPy view of a CPU tensor (a copy only where torch must resolve a lazy conjugate)."""
-    return None if t is None else t.detach().resolve_conj().resolve_neg().numpy()
+def _array(t: torch.Tensor | None) -> Any:
+    """What fusedrnn.functional takes: a NumPy view of a CPU tensor (a copy only where torch must
+    resolve a lazy conjugate or negation); a CUDA tensor as it is (the CUDA backend reads it in
+    place, on torch's current stream)."""
+    if t is None or t.is_cuda:
+        return t
+    return t.detach().resolve_conj().resolve_neg().numpy()
 
 
-def _tensor(a: np.ndarray | None) -> torch.Tensor | None:
-    return None if a is None else torch.from_numpy(a)
+def _tensor(a: Any) -> torch.Tensor | None:
+    """A kernel's output as a tensor: NumPy arrays are wrapped without a copy."""
+    return a if a is None or isinstance(a, torch.Tensor) else torch.from_numpy(a)
 
 
 class _LayerFunction(torch.autograd.Function):
@@ -60,8 +67,8 @@ class _LayerFunction(torch.autograd.Function):
     def forward(ctx, grad_enabled, cell, reverse, lengths, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):  # type: ignore[no-untyped-def]
         need_tape = grad_enabled and any(ctx.needs_input_grad[4:])
         y, h_n, c_n, tape = functional._forward(
-            cell, _numpy(x), _numpy(h0), _numpy(c0), _numpy(w_ih), _numpy(w_hh), _numpy(b_ih), _numpy(b_hh),
-            lengths, reverse, need_tape, _numpy(w_hr),
+            cell, _array(x), _array(h0), _array(c0), _array(w_ih), _array(w_hh), _array(b_ih), _array(b_hh),
+            lengths, reverse, need_tape, _array(w_hr),
         )  # fmt: skip
         ctx.tape = tape
         ctx.has_c = c0 is not None
@@ -71,7 +78,7 @@ class _LayerFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dy, dh_n, dc_n):  # type: ignore[no-untyped-def]
         tape = ctx.tape
-        g = functional._backward(tape.cell, tape, _numpy(dy), _numpy(dh_n), _numpy(dc_n) if ctx.has_c else None)
+        g = functional._backward(tape.cell, tape, _array(dy), _array(dh_n), _array(dc_n) if ctx.has_c else None)
         names = ("x", "h0", "c0", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
         return (None, None, None, None) + tuple(_tensor(g.get(n)) for n in names)
 
@@ -104,14 +111,16 @@ class _FusedForward:
             unbatched = input.dim() == 2
             x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if self.batch_first else input)
             lengths = None
-        if x.dtype not in _FLOAT_DTYPES:
-            raise TypeError(f"{name} input must be float32 or float64, got {x.dtype}")
-        if x.device.type != "cpu":
-            raise ValueError(f"{name} input is on {x.device}: fusedrnn.torch runs CPU tensors in this build")
+        if x.dtype not in _FLOAT_DTYPES and not (x.is_cuda and x.dtype in _HALF_DTYPES):
+            raise TypeError(f"{name} input must be float32 or float64 (or, on CUDA, float16/bfloat16), got {x.dtype}")
+        if x.device.type not in ("cpu", "cuda") or (x.is_cuda and not cuda.cuda_available()):
+            raise ValueError(f"{name} input is on {x.device}, which fusedrnn cannot run here (cuda_available() is False)")
         T, B, I = x.shape
         if I != self.input_size:
             raise ValueError(f"{name} input must have {self.input_size} features (input_size), got {I}")
         weights = [getattr(self, n) for n in self._flat_weights_names]
+        if weights[0].device != x.device:
+            raise ValueError(f"{name} input is on {x.device} but the parameters are on {weights[0].device}")
         if weights[0].dtype != x.dtype:
             raise TypeError(f"{name} input has dtype {x.dtype} but the parameters are {weights[0].dtype}")
         states = self._initial_states(hx, LD, B, P, unbatched, x)

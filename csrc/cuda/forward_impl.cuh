@@ -1,0 +1,406 @@
+// The forward of one layer and direction on the GPU, templated on the cell, the projection and
+// the storage type; included by forward_<cell>.cu only.
+//
+// 1. gates[T*B, GH] = x W^T + b_w for all steps: one GEMM (gemm.cu).
+// 2. The recurrence, by one of two paths:
+//    - stepwise: per step, forward_step_kernel computes R h + b_r for a tile of (32 units x 8
+//      sequences) with a shared-memory tiled product and runs the cell's pointwise math on it at
+//      once (then, with a projection, project_step_kernel maps m = o*tanh(c) to h = W_hr m);
+//    - persistent: persistent_forward_kernel, one cooperative launch for the whole sequence. Block i
+//      keeps rows [i*U, i*U + U) of every gate of R (and its rows of W_hr) in shared memory, and
+//      the LSTM cell state of its units; each step it reads the whole h (L2), computes its units,
+//      writes its part of the next h, and meets the other blocks at one grid barrier (two with a
+//      projection).
+//    The state h (and c) is carried in acc_t<S> (float32 for the half types).
+// The tape and every output follow conventions.h exactly as the CPU kernels write them.
+#pragma once
+
+#include "step_common.cuh"
+
+namespace fusedrnn::cuda {
+namespace {
+
+namespace cg = cooperative_groups;
+
+// ---------------------------------------------------------------------------------------------
+// Stepwise
+// ---------------------------------------------------------------------------------------------
+
+// Step t: h, c [B, P] / [B, H] enter the step, h_next, c_next receive the state leaving it (or,
+// projected, m_work [B, H] receives m = o * tanh(c)).
+template <class Cell, bool Project, class S>
+__global__ void __launch_bounds__(kStepThreads)
+    forward_step_kernel(ForwardParams<S> p, index_t t, const acc_t<S>* __restrict__ h, const acc_t<S>* __restrict__ c,
+                        acc_t<S>* __restrict__ h_next, acc_t<S>* __restrict__ c_next, acc_t<S>* __restrict__ m_work) {
+  using A = acc_t<S>;
+  constexpr int G = Cell::G;
+  constexpr bool lstm = Cell::kHasCellState;
+  __shared__ TileSmem<G, A> sm;
+  const Sizes n = p.n;
+  const index_t B = n.B, H = n.H, P = n.P, GH = G * H;
+  const index_t j0 = static_cast<index_t>(blockIdx.x) * kTU, j = j0 + threadIdx.x;
+  for (index_t b0 = static_cast<index_t>(blockIdx.y) * kTR; b0 < B; b0 += static_cast<index_t>(gridDim.y) * kTR) {
+    A acc[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) acc[g] = A(0);
+    // acc[g] = sum_k h[b][k] R[g*H + j][k]
+    tile_product<G>(sm, h, P, B, b0, p.w_hh, H * P, P, index_t(1), H, j0, P, acc);
+    const index_t b = b0 + threadIdx.y;
+    if (j >= H || b >= B) continue;
+    const index_t row = t * B + b;
+    if (!Project && p.h_prev) p.h_prev[row * P + j] = from_acc<S>(h[b * P + j]);
+    if (lstm && p.c_prev) p.c_prev[row * H + j] = from_acc<S>(c[b * H + j]);
+    if (!active(n, b, t)) {  // padding: the state is kept, y is 0
+      if constexpr (Project) {
+        m_work[b * H + j] = A(0);
+        if (p.m) p.m[row * H + j] = from_acc<S>(A(0));  // dW_hr's GEMM reads every row
+      } else {
+        h_next[b * P + j] = h[b * P + j];
+        p.y[row * P + j] = from_acc<S>(A(0));
+      }
+      if constexpr (lstm) c_next[b * H + j] = c[b * H + j];
+      continue;
+    }
+    S* gt = p.gates + row * GH + j;
+    A xp[G], hp[G], a[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      xp[g] = to_acc(gt[g * H]);
+      hp[g] = acc[g] + (p.b_hh ? to_acc(p.b_hh[g * H + j]) : A(0));
+    }
+    const A h_old = Project ? A(0) : h[b * P + j];
+    const A c_old = lstm ? c[b * H + j] : A(0);
+    A aux = A(0), h_new = A(0), c_new = A(0);
+    Cell::forward(xp, hp, h_old, c_old, a, aux, h_new, c_new);
+#pragma unroll
+    for (int g = 0; g < G; ++g) gt[g * H] = from_acc<S>(a[g]);
+    if constexpr (Project) {
+      m_work[b * H + j] = h_new;
+      if (p.m) p.m[row * H + j] = from_acc<S>(h_new);
+    } else {
+      h_next[b * P + j] = h_new;
+      p.y[row * P + j] = from_acc<S>(h_new);
+    }
+    if constexpr (lstm) c_next[b * H + j] = c_new;
+    if constexpr (Cell::kHasAux)
+      if (p.aux) p.aux[row * H + j] = from_acc<S>(aux);
+  }
+}
+
+// Projected LSTM, step t: h_next[b][q] = sum_k W_hr[q][k] m[b][k] (padding: h kept, y = 0); the
+// tape's h_prev (P wide) is written here.
+template <class S>
+__global__ void __launch_bounds__(kStepThreads)
+    project_step_kernel(ForwardParams<S> p, index_t t, const acc_t<S>* __restrict__ m_work,
+                        const acc_t<S>* __restrict__ h, acc_t<S>* __restrict__ h_next) {
+  using A = acc_t<S>;
+  __shared__ TileSmem<1, A> sm;
+  const Sizes n = p.n;
+  const index_t B = n.B, H = n.H, P = n.P;
+  const index_t q0 = static_cast<index_t>(blockIdx.x) * kTU, q = q0 + threadIdx.x;
+  for (index_t b0 = static_cast<index_t>(blockIdx.y) * kTR; b0 < B; b0 += static_cast<index_t>(gridDim.y) * kTR) {
+    A acc[1] = {A(0)};
+    tile_product<1>(sm, m_work, H, B, b0, p.w_hr, index_t(0), H, index_t(1), P, q0, H, acc);
+    const index_t b = b0 + threadIdx.y;
+    if (q >= P || b >= B) continue;
+    const index_t row = t * B + b;
+    if (p.h_prev) p.h_prev[row * P + q] = from_acc<S>(h[b * P + q]);
+    if (active(n, b, t)) {
+      h_next[b * P + q] = acc[0];
+      p.y[row * P + q] = from_acc<S>(acc[0]);
+    } else {
+      h_next[b * P + q] = h[b * P + q];
+      p.y[row * P + q] = from_acc<S>(A(0));
+    }
+  }
+}
+
+template <class Cell, bool Project, class S>
+void forward_stepwise(const ForwardParams<S>& p, cudaStream_t stream) {
+  using A = acc_t<S>;
+  constexpr bool lstm = Cell::kHasCellState;
+  const Sizes& n = p.n;
+  const index_t T = n.T, B = n.B, H = n.H, P = n.P, BP = B * P, BH = B * H;
+  Workspace ws(sizeof(A) * static_cast<std::size_t>(2 * BP + (lstm ? 2 * BH : 0) + (Project ? BH : 0)), stream);
+  A* const h_buf[2] = {ws.as<A>(0), ws.as<A>(BP)};
+  A* const c_buf[2] = {lstm ? ws.as<A>(2 * BP) : nullptr, lstm ? ws.as<A>(2 * BP + BH) : nullptr};
+  A* const m_work = Project ? ws.as<A>(2 * BP + (lstm ? 2 * BH : 0)) : nullptr;
+  to_acc_async(p.h0, h_buf[0], BP, stream);
+  if (lstm) to_acc_async(p.c0, c_buf[0], BH, stream);
+  const dim3 block(kTU, kTR);
+  const dim3 grid_h = step_grid(H, B), grid_p = step_grid(P, B);
+  for (index_t s = 0; s < T; ++s) {
+    const index_t t = n.reverse ? T - 1 - s : s;
+    A* h = h_buf[s % 2];
+    A* h_next = h_buf[(s + 1) % 2];
+    forward_step_kernel<Cell, Project, S>
+        <<<grid_h, block, 0, stream>>>(p, t, h, c_buf[s % 2], h_next, c_buf[(s + 1) % 2], m_work);
+    check_launch("forward_step_kernel");
+    if constexpr (Project) {
+      project_step_kernel<S><<<grid_p, block, 0, stream>>>(p, t, m_work, h, h_next);
+      check_launch("project_step_kernel");
+    }
+  }
+  from_acc_async<S>(h_buf[T % 2], p.h_n, BP, stream);
+  if (lstm) from_acc_async<S>(c_buf[T % 2], p.c_n, BH, stream);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Persistent
+// ---------------------------------------------------------------------------------------------
+
+// h_buf [2, B, P] (acc): the state, ping-pong by step parity; m_work [B, H] (acc): m of the step
+// (projection). Both are read by every block, so through L2 (load_cg / store_cg).
+template <class Cell, bool Project, class S>
+__global__ void __launch_bounds__(kPersistentThreads)
+    persistent_forward_kernel(ForwardParams<S> p, int U, int Up, int bc, acc_t<S>* __restrict__ h_buf,
+                              acc_t<S>* __restrict__ m_work) {
+  using A = acc_t<S>;
+  constexpr int G = Cell::G;
+  constexpr bool lstm = Cell::kHasCellState;
+  extern __shared__ __align__(16) unsigned char smem[];
+  const Sizes n = p.n;
+  const index_t T = n.T, B = n.B, H = n.H, P = n.P, GH = G * H;
+  const ForwardLayout L = forward_layout<S>(B, H, P, G, U, Up, bc, lstm, Project);
+  A* const vbuf = reinterpret_cast<A*>(smem + L.vbuf);
+  A* const hp = reinterpret_cast<A*>(smem + L.hp);
+  A* const cs = reinterpret_cast<A*>(smem + L.cs);
+  A* const hq = reinterpret_cast<A*>(smem + L.hq);
+  S* const rs = reinterpret_cast<S*>(smem + L.rs);
+  S* const hr = reinterpret_cast<S*>(smem + L.hr);
+  const int tid = threadIdx.x, nthreads = blockDim.x;
+  const index_t j0 = static_cast<index_t>(blockIdx.x) * U;   // first hidden unit of this block
+  const index_t q0 = static_cast<index_t>(blockIdx.x) * Up;  // first column of h (projection)
+  cg::grid_group grid = cg::this_grid();
+  const S zero = from_acc<S>(A(0));
+
+  // The block's slices, loaded once: rs[g*U + u][k] = R[g*H + j0 + u][k] (zero past H).
+  for (index_t e = tid; e < static_cast<index_t>(G) * U * P; e += nthreads) {
+    const index_t r = e / P, k = e % P, g = r / U, j = j0 + r % U;
+    rs[e] = j < H ? p.w_hh[(g * H + j) * P + k] : zero;
+  }
+  if constexpr (Project)
+    for (index_t e = tid; e < static_cast<index_t>(Up) * H; e += nthreads) {
+      const index_t q = q0 + e / H, k = e % H;
+      hr[e] = q < P ? p.w_hr[q * H + k] : zero;
+    }
+  if constexpr (lstm)
+    for (index_t e = tid; e < B * U; e += nthreads) {
+      const index_t b = e / U, j = j0 + e % U;
+      cs[e] = j < H ? to_acc(p.c0[b * H + j]) : A(0);
+    }
+  __syncthreads();
+
+  for (index_t s = 0; s < T; ++s) {
+    const index_t t = time_of(n, s);
+    const A* h_cur = h_buf + (s % 2) * B * P;
+    A* h_nxt = h_buf + ((s + 1) % 2) * B * P;
+    // (1) R h for the block's rows, bc sequences at a time: hp[b][g*U + u].
+    for (index_t b0 = 0; b0 < B; b0 += bc) {
+      const index_t nb = B - b0 < bc ? B - b0 : bc;
+      for (index_t e = tid; e < nb * P; e += nthreads)
+        vbuf[e] = s == 0 ? to_acc(p.h0[b0 * P + e]) : load_cg(h_cur + b0 * P + e);
+      __syncthreads();
+      block_dots<S, A>(rs, G * U, static_cast<int>(P), vbuf, static_cast<int>(nb), hp + b0 * G * U, G * U);
+      __syncthreads();
+    }
+    // (2) The cell's pointwise math for the block's units.
+    for (index_t e = tid; e < B * U; e += nthreads) {
+      const index_t b = e / U, u = e % U, j = j0 + u;
+      if (j >= H) continue;
+      const index_t row = t * B + b;
+      if (!Project) {
+        const A h_old = s == 0 ? to_acc(p.h0[b * P + j]) : load_cg(h_cur + b * P + j);
+        if (p.h_prev) p.h_prev[row * P + j] = from_acc<S>(h_old);
+      }
+      if (lstm && p.c_prev) p.c_prev[row * H + j] = from_acc<S>(cs[e]);
+      if (!active(n, b, t)) {  // padding: the state is kept (c stays in cs), y is 0
+        if constexpr (Project) {
+          store_cg(m_work + b * H + j, A(0));
+          if (p.m) p.m[row * H + j] = zero;
+        } else {
+          store_cg(h_nxt + b * P + j, s == 0 ? to_acc(p.h0[b * P + j]) : load_cg(h_cur + b * P + j));
+          p.y[row * P + j] = zero;
+        }
+        continue;
+      }
+      S* gt = p.gates + row * GH + j;
+      A xp[G], hpv[G], a[G];
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        xp[g] = to_acc(gt[g * H]);
+        hpv[g] = hp[b * G * U + g * U + u] + (p.b_hh ? to_acc(p.b_hh[g * H + j]) : A(0));
+      }
+      A h_old = A(0);
+      if constexpr (!Project) h_old = s == 0 ? to_acc(p.h0[b * P + j]) : load_cg(h_cur + b * P + j);
+      const A c_old = lstm ? cs[e] : A(0);
+      A aux = A(0), h_new = A(0), c_new = A(0);
+      Cell::forward(xp, hpv, h_old, c_old, a, aux, h_new, c_new);
+#pragma unroll
+      for (int g = 0; g < G; ++g) gt[g * H] = from_acc<S>(a[g]);
+      if constexpr (Project) {
+        store_cg(m_work + b * H + j, h_new);
+        if (p.m) p.m[row * H + j] = from_acc<S>(h_new);
+      } else {
+        store_cg(h_nxt + b * P + j, h_new);
+        p.y[row * P + j] = from_acc<S>(h_new);
+      }
+      if constexpr (lstm) cs[e] = c_new;
+      if constexpr (Cell::kHasAux)
+        if (p.aux) p.aux[row * H + j] = from_acc<S>(aux);
+    }
+    grid.sync();  // the next h (or m) complete
+    if constexpr (Project) {
+      // (3) h = W_hr m for the block's columns.
+      for (index_t b0 = 0; b0 < B; b0 += bc) {
+        const index_t nb = B - b0 < bc ? B - b0 : bc;
+        for (index_t e = tid; e < nb * H; e += nthreads) vbuf[e] = load_cg(m_work + b0 * H + e);
+        __syncthreads();
+        block_dots<S, A>(hr, Up, static_cast<int>(H), vbuf, static_cast<int>(nb), hq + b0 * Up, Up);
+        __syncthreads();
+      }
+      for (index_t e = tid; e < B * Up; e += nthreads) {
+        const index_t b = e / Up, q = q0 + e % Up;
+        if (q >= P) continue;
+        const index_t row = t * B + b;
+        const A h_old = s == 0 ? to_acc(p.h0[b * P + q]) : load_cg(h_cur + b * P + q);
+        if (p.h_prev) p.h_prev[row * P + q] = from_acc<S>(h_old);
+        const bool real = active(n, b, t);
+        const A h_new = real ? hq[e] : h_old;
+        store_cg(h_nxt + b * P + q, h_new);
+        p.y[row * P + q] = real ? from_acc<S>(h_new) : zero;
+      }
+      grid.sync();  // the next h complete
+    }
+  }
+  // The final state: the block's own columns of h, its own units of c.
+  const A* h_fin = h_buf + (T % 2) * B * P;
+  const index_t c0 = Project ? q0 : j0, width = Project ? Up : U;
+  for (index_t e = tid; e < B * width; e += nthreads) {
+    const index_t b = e / width, q = c0 + e % width;
+    if (q < P && (Project || q < H)) p.h_n[b * P + q] = from_acc<S>(load_cg(h_fin + b * P + q));
+  }
+  if constexpr (lstm)
+    for (index_t e = tid; e < B * U; e += nthreads) {
+      const index_t b = e / U, j = j0 + e % U;
+      if (j < H) p.c_n[b * H + j] = from_acc<S>(cs[e]);
+    }
+}
+
+template <class Cell, bool Project, class S>
+PersistentPlan plan_persistent_forward(const Sizes& n) {
+  using A = acc_t<S>;
+  constexpr int G = Cell::G;
+  constexpr bool lstm = Cell::kHasCellState;
+  PersistentPlan plan;
+  const DeviceLimits dev = device_limits();
+  const index_t B = n.B, H = n.H, P = n.P;
+  const std::size_t kmax = Project && H > P ? H : P;
+  int up = 0;
+  plan_slices(
+      plan, dev, H, B,
+      [&](int U, int blocks) {
+        up = Project ? static_cast<int>((P + blocks - 1) / blocks) : 0;
+        return forward_layout<S>(B, H, P, G, U, up, 0, lstm, Project).total;
+      },
+      sizeof(A) * kmax);
+  if (!plan.reason.empty()) return plan;
+  plan.columns = up;
+  plan.smem = forward_layout<S>(B, H, P, G, plan.units, up, plan.chunk, lstm, Project).total;
+  check_residency(plan, persistent_forward_kernel<Cell, Project, S>, dev);
+  return plan;
+}
+
+template <class Cell, bool Project, class S>
+void forward_persistent(const ForwardParams<S>& p, const PersistentPlan& plan, cudaStream_t stream) {
+  using A = acc_t<S>;
+  const Sizes& n = p.n;
+  const index_t B = n.B, H = n.H, P = n.P;
+  Workspace ws(sizeof(A) * static_cast<std::size_t>(2 * B * P + (Project ? B * H : 0)), stream);
+  ForwardParams<S> params = p;
+  int U = plan.units, Up = plan.columns, bc = plan.chunk;
+  A* h_buf = ws.as<A>(0);
+  A* m_work = Project ? ws.as<A>(2 * B * P) : nullptr;
+  void* args[] = {&params, &U, &Up, &bc, &h_buf, &m_work};
+  FUSEDRNN_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(
+                                                      persistent_forward_kernel<Cell, Project, S>),
+                                                  dim3(plan.blocks), dim3(kPersistentThreads), args, plan.smem,
+                                                  stream));
+  check_launch("persistent_forward_kernel");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry
+// ---------------------------------------------------------------------------------------------
+
+template <class Cell, bool Project, class S>
+std::string persistent_forward_reason_impl(const Sizes& n) {
+  if (n.T <= 0 || n.B <= 0) return "";
+  return plan_persistent_forward<Cell, Project, S>(n).reason;
+}
+
+template <class Cell, bool Project, class S>
+void forward_run(const ForwardParams<S>& p, cudaStream_t stream, Path path) {
+  const Sizes& n = p.n;
+  const index_t T = n.T, B = n.B, I = n.I, H = n.H, P = n.P, GH = Cell::G * H;
+  if (B <= 0) return;  // every output is empty
+  if (T <= 0) {        // h_n = h0, c_n = c0
+    FUSEDRNN_CUDA_CHECK(cudaMemcpyAsync(p.h_n, p.h0, sizeof(S) * B * P, cudaMemcpyDeviceToDevice, stream));
+    if (Cell::kHasCellState)
+      FUSEDRNN_CUDA_CHECK(cudaMemcpyAsync(p.c_n, p.c0, sizeof(S) * B * H, cudaMemcpyDeviceToDevice, stream));
+    return;
+  }
+  // The path, decided before anything is queued (a forced persistent path that cannot run raises).
+  PersistentPlan plan;
+  bool persistent = false;
+  if (path == Path::persistent) {
+    plan = plan_persistent_forward<Cell, Project, S>(n);
+    if (!plan.reason.empty()) throw std::runtime_error("path='persistent' cannot run this problem: " + plan.reason);
+    persistent = true;
+  } else if (path == Path::automatic && B <= kPersistentMaxBatchAuto) {
+    plan = plan_persistent_forward<Cell, Project, S>(n);
+    persistent = plan.reason.empty();
+  }
+  // Input projection for all steps: gates[t, b, :] = b_w + x[t, b, :] W^T.
+  gemm<S>(T * B, GH, I, View<S>{p.x, I, 1}, View<S>{p.w_ih, 1, I}, p.gates, GH, p.b_ih, stream);
+  if (persistent)
+    forward_persistent<Cell, Project, S>(p, plan, stream);
+  else
+    forward_stepwise<Cell, Project, S>(p, stream);
+}
+
+}  // namespace
+
+// The entry points of one cell kind: the LSTM has a variant with a projection (P < H).
+template <CellKind K, class S>
+void forward_dispatch(const ForwardParams<S>& p, cudaStream_t stream, Path path) {
+  using Cell = typename CellOf<K>::type;
+  if constexpr (K == CellKind::lstm)
+    if (p.w_hr) return forward_run<Cell, true, S>(p, stream, path);
+  forward_run<Cell, false, S>(p, stream, path);
+}
+
+template <CellKind K, class S>
+std::string forward_reason_dispatch(const Sizes& n) {
+  using Cell = typename CellOf<K>::type;
+  if constexpr (K == CellKind::lstm)
+    if (n.P != n.H) return persistent_forward_reason_impl<Cell, true, S>(n);
+  return persistent_forward_reason_impl<Cell, false, S>(n);
+}
+
+#define FUSEDRNN_DEFINE_FORWARD(KIND, S)                                                              \
+  template <>                                                                                         \
+  void forward_cell<KIND, S>(const ForwardParams<S>& p, cudaStream_t stream, Path path) {             \
+    forward_dispatch<KIND, S>(p, stream, path);                                                       \
+  }                                                                                                   \
+  template <>                                                                                         \
+  std::string persistent_forward_reason<KIND, S>(const Sizes& n) {                                    \
+    return forward_reason_dispatch<KIND, S>(n);                                                       \
+  }
+#define FUSEDRNN_DEFINE_FORWARD_ALL(KIND)       \
+  FUSEDRNN_DEFINE_FORWARD(KIND, float)          \
+  FUSEDRNN_DEFINE_FORWARD(KIND, double)         \
+  FUSEDRNN_DEFINE_FORWARD(KIND, __half)         \
+  FUSEDRNN_DEFINE_FORWARD(KIND, __nv_bfloat16)
+
+}  // namespace fusedrnn::cuda
