@@ -564,9 +564,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """``python -m fusedrnn demo [options]``; returns the exit status."""
     args = parse_args(argv)
-    if args.device == "cuda" and not getattr(fusedrnn, "cuda_available", lambda: False)():
-        print("--device cuda: this fusedrnn has no usable CUDA backend (not built with CUDA, or no GPU); "
-              "run with --device cpu", file=sys.stderr)  # fmt: skip
+    if args.device == "cuda":
+        if not fusedrnn.cuda_available():
+            reason = "this fusedrnn has no usable CUDA backend (not built with CUDA, or no GPU)"
+        else:  # the CUDA kernels exist, the layer classes do not keep parameters on the GPU yet
+            reason = "the layer classes cannot keep their parameters on the GPU yet"
+        print(f"--device cuda: {reason}; run with --device cpu", file=sys.stderr)
         return 2
     if args.threads:
         fusedrnn.set_num_threads(args.threads)
