@@ -86,7 +86,7 @@ def _cudnn(torch: Any, cfg: Config, t: dict[str, Any]) -> tuple[Callable[[], Any
     return fwd, both
 
 
-def _check(torch: Any, cfg: Config, dtype: str, t: dict[str, Any]) -> float:
+def _check(cfg: Config, t: dict[str, Any]) -> float:
     """Max relative error of our CUDA forward against the CPU kernels, in float32 on the host."""
     lstm = cfg.cell == "lstm"
     host = {k: (v.float().cpu().numpy() if hasattr(v, "cpu") else v) for k, v in t.items()}
@@ -117,7 +117,7 @@ def main(configs: list[Config] | None, repeats: int, path: str) -> int:
     for cfg in configs:
         for dtype in DTYPES:
             t = _problem(torch, cfg, dtype)
-            error = _check(torch, cfg, dtype, t)
+            error = _check(cfg, t)
             limit = 1e-4 if dtype == "float32" else 1e-2
             if not error <= limit:
                 print(f"{cfg!s:34s} {dtype:9s} DISAGREES with the CPU kernels: max relative error {error:.2e}")
