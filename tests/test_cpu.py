@@ -141,6 +141,8 @@ GRID: dict[str, tuple[int, int, int, int, Any, bool]] = {
     "T70": (70, 2, 70, 7, [1, 70], True),
     "B70": (3, 70, 20, 64, "random", False),
     "I70_H70": (5, 9, 70, 70, None, True),
+    # R over 4 MB for every cell: the step products prefetch it as a stream from memory.
+    "H1100_streams": (2, 3, 5, 1100, [2, 1, 2], True),
 }
 
 

@@ -210,31 +210,35 @@ void column_sums(Team& team, const S* M, index_t rows, index_t cols, S* out) {
 // Packing of the recurrent matrices and the block product.
 // ---------------------------------------------------------------------------------------------
 
-// Rows of M [G*units, K] regrouped for the forward: packed[block][k][g][u] = M[g*units +
-// block*kUnits + u][k] (zero past `units`); bias likewise as [block][g][u] when given.
+// Rows of M [G*units, K] regrouped for the forward, in groups of GG gates (G = NG * GG):
+// packed[block][q][k][gi][u] = M[(q*GG + gi)*units + block*kUnits + u][k] (zero past `units`), so
+// that a pass over one gate group of one block is one contiguous stream. The bias, when given, as
+// bias_packed[block][g][u].
 template <class S>
-void pack_rows(const S* M, const S* bias, index_t G, index_t units, index_t K, S* packed, S* bias_packed) {
+void pack_rows(const S* M, const S* bias, index_t G, index_t GG, index_t units, index_t K, S* packed, S* bias_packed) {
   constexpr int U = kUnits<S>;
   for (index_t blk = 0; blk < num_blocks<S>(units); ++blk)
     for (index_t g = 0; g < G; ++g)
       for (index_t u = 0; u < U; ++u) {
-        const index_t j = blk * U + u;
+        const index_t j = blk * U + u, q = g / GG, gi = g % GG;
         const bool valid = j < units;
         if (bias_packed) bias_packed[(blk * G + g) * U + u] = valid ? bias[g * units + j] : S(0);
-        for (index_t k = 0; k < K; ++k)
-          packed[((blk * K + k) * G + g) * U + u] = valid ? M[(g * units + j) * K + k] : S(0);
+        S* dst = packed + (blk * G + q * GG) * K * U + gi * U + u;
+        for (index_t k = 0; k < K; ++k) dst[k * GG * U] = valid ? M[(g * units + j) * K + k] : S(0);
       }
 }
 
-// Columns of M [rows, cols] regrouped for the backward: packed[block][k][u] = M[k][block*kUnits + u].
+// Columns of M [rows, cols] regrouped for the backward in panels of NV blocks:
+// packed[panel][k][v][u] = M[k][(panel*NV + v)*kUnits + u] (zero past `cols`).
 template <class S>
-void pack_columns(const S* M, index_t rows, index_t cols, S* packed) {
+void pack_columns(const S* M, index_t rows, index_t cols, index_t NV, S* packed) {
   constexpr int U = kUnits<S>;
-  for (index_t blk = 0; blk < num_blocks<S>(cols); ++blk)
+  const index_t width = NV * U;
+  for (index_t panel = 0; panel < (cols + width - 1) / width; ++panel)
     for (index_t k = 0; k < rows; ++k)
-      for (index_t u = 0; u < U; ++u) {
-        const index_t j = blk * U + u;
-        packed[(blk * rows + k) * U + u] = j < cols ? M[k * cols + j] : S(0);
+      for (index_t i = 0; i < width; ++i) {
+        const index_t j = panel * width + i;
+        packed[(panel * rows + k) * width + i] = j < cols ? M[k * cols + j] : S(0);
       }
 }
 
@@ -254,49 +258,94 @@ inline void block_product(const S* block, const S* v, index_t K, const S* bias, 
   for (int i = 0; i < NV; ++i) Simd<S>::store(out + i * W, acc[i]);
 }
 
-// Several sequences at once: out[r][i] = bias[i] + sum_k block[k][i] * v[r][k] for r < Rows and
-// i < G*kUnits, in two passes of one vector per gate. Each vector of R loaded feeds Rows FMAs, so
-// with a batch the step is bound by the FMA units rather than by the cache's bandwidth.
-template <int G, class S>
-constexpr int kMaxRows = G >= 4 ? 3 : 4;  // Rows x G accumulators fit the 16 AVX2 registers
-
-template <int G, int Rows, class S>
-inline void block_product_rows(const S* block, const S* const* v, index_t K, const S* bias, S* out) {
-  using V = typename Simd<S>::V;
-  constexpr int W = Simd<S>::W, U = kUnits<S>;
-  for (int half = 0; half < U / W; ++half) {
-    V acc[Rows][G];
-    for (int r = 0; r < Rows; ++r)
-      for (int g = 0; g < G; ++g) acc[r][g] = bias ? Simd<S>::load(bias + g * U + half * W) : V{};
-    for (index_t k = 0; k < K; ++k) {
-      const S* bk = block + k * G * U + half * W;
-      V rv[G];
-      for (int g = 0; g < G; ++g) rv[g] = Simd<S>::load(bk + g * U);
-      for (int r = 0; r < Rows; ++r) {
-        const V x = Simd<S>::broadcast(v[r][k]);
-        for (int g = 0; g < G; ++g) acc[r][g] += rv[g] * x;
-      }
-    }
-    for (int r = 0; r < Rows; ++r)
-      for (int g = 0; g < G; ++g) Simd<S>::store(out + r * G * U + g * U + half * W, acc[r][g]);
-  }
-}
-
-// The same for a run-time count of rows, 1 <= rows <= kMaxRows<G, S>.
-template <int G, class S>
-inline void block_product_rows(int rows, const S* block, const S* const* v, index_t K, const S* bias, S* out) {
-  static_assert(kMaxRows<G, S> <= 4);
-  switch (rows) {
-    case 1: return block_product_rows<G, 1>(block, v, K, bias, out);
-    case 2: return block_product_rows<G, 2>(block, v, K, bias, out);
-    case 3: return block_product_rows<G, 3>(block, v, K, bias, out);
-    default: return block_product_rows<G, kMaxRows<G, S>>(block, v, K, bias, out);
-  }
-}
-
+// How far ahead (bytes) a product streaming R from memory asks for it, and whether it should: a
+// recurrent matrix larger than the cores' L2 caches together is read from L3 or memory at every
+// step, where prefetching gains 10-20% (LSTM H = 1536, B = 4); one that fits in cache loses as
+// much to the extra instruction (LSTM H = 128, B = 1).
+constexpr int kStreamAhead = 1024;
 template <class S>
-inline void copy_lanes(const S* src, index_t n, S* dst) {
-  std::copy(src, src + n, dst);
+bool streams_from_memory(const std::vector<S>& r_packed) {
+  return r_packed.size() * sizeof(S) > (std::size_t{4} << 20);
+}
+
+// Several sequences share each vector of R loaded: out[r*out_stride + g*U + u] = bias[g*U + u] +
+// sum_k block[k][g][u] * v[r][k] for r < Rows, g < GG (one vector of kUnits each), with
+// k split into Split interleaved partial sums added in a fixed order at the end. Split x Rows x GG
+// accumulators, at most 12: they and the GG vectors of R fit the 16 AVX2 registers.
+template <int GG, int Rows, int Split, bool Stream, class S>
+inline void block_product_rows(const S* block, const S* const* v, index_t K, const S* bias, S* out,
+                               index_t out_stride) {
+  using V = typename Simd<S>::V;
+  constexpr int U = kUnits<S>;
+  static_assert(U == Simd<S>::W && Split * Rows * GG <= 12);
+  V acc[Split][Rows][GG];
+  for (int s = 0; s < Split; ++s)
+    for (int r = 0; r < Rows; ++r)
+      for (int g = 0; g < GG; ++g) acc[s][r][g] = (bias && s == 0) ? Simd<S>::load(bias + g * U) : V{};
+  auto step = [&](int s, index_t k) {
+    const S* bk = block + k * GG * U;
+#if defined(__x86_64__) || defined(_M_X64)
+    if constexpr (Stream) _mm_prefetch(reinterpret_cast<const char*>(bk) + kStreamAhead, _MM_HINT_T0);
+#endif
+    V rv[GG];
+    for (int g = 0; g < GG; ++g) rv[g] = Simd<S>::load(bk + g * U);
+    for (int r = 0; r < Rows; ++r) {
+      const V x = Simd<S>::broadcast(v[r][k]);
+      for (int g = 0; g < GG; ++g) acc[s][r][g] += rv[g] * x;
+    }
+  };
+  index_t k = 0;
+  for (; k + Split <= K; k += Split)
+    for (int s = 0; s < Split; ++s) step(s, k + s);
+  for (; k < K; ++k) step(0, k);
+  for (int s = 1; s < Split; ++s)
+    for (int r = 0; r < Rows; ++r)
+      for (int g = 0; g < GG; ++g) acc[0][r][g] += acc[s][r][g];
+  for (int r = 0; r < Rows; ++r)
+    for (int g = 0; g < GG; ++g) Simd<S>::store(out + r * out_stride + g * U, acc[0][r][g]);
+}
+
+// Gates per pass over R in the forward and the most sequences one pass carries (Rows x GG <= 12).
+// LSTM passes over two gates at a time, so that up to 6 sequences share one read of R.
+template <int G>
+constexpr int kGateGroup = G == 4 ? 2 : G;
+template <int GG>
+constexpr int kMaxRows = GG == 1 ? 8 : 12 / GG;
+
+// The k split for a call with batch B: with fewer than 6 accumulators too few multiply-adds are in
+// flight to hide the FMA latency (5 cycles at one per cycle). It depends on B only, never on how
+// many sequences of a group are still running, so a sequence's result does not depend on the
+// others' lengths.
+template <int GG>
+int k_split(index_t B) {
+  return B * GG <= 2 ? 4 : B * GG <= 4 ? 2 : 1;
+}
+
+// The same for a run-time count of rows (1 <= rows <= kMaxRows<GG>, rows * GG * split <= 12).
+template <int GG, bool Stream, class S, int N = 1>
+inline void block_product_rows(int rows, int split, const S* block, const S* const* v, index_t K, const S* bias,
+                               S* out, index_t out_stride) {
+  if constexpr (N <= kMaxRows<GG>) {
+    if (rows == N) {
+      if constexpr (4 * N * GG <= 12)
+        if (split == 4) return block_product_rows<GG, N, 4, Stream>(block, v, K, bias, out, out_stride);
+      if constexpr (2 * N * GG <= 12)
+        if (split == 2) return block_product_rows<GG, N, 2, Stream>(block, v, K, bias, out, out_stride);
+      return block_product_rows<GG, N, 1, Stream>(block, v, K, bias, out, out_stride);
+    }
+    block_product_rows<GG, Stream, S, N + 1>(rows, split, block, v, K, bias, out, out_stride);
+  }
+}
+
+// n <= kUnits lanes. A whole block is a fixed-size copy the compiler turns into one vector move
+// (a run-time length became a call to memmove, ~5% of a B = 16 LSTM's time).
+template <class S>
+FUSEDRNN_INLINE void copy_lanes(const S* src, index_t n, S* dst) {
+  if (n == kUnits<S>) {
+    std::memcpy(dst, src, sizeof(S) * kUnits<S>);
+  } else {
+    for (index_t i = 0; i < n; ++i) dst[i] = src[i];
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -306,10 +355,10 @@ inline void copy_lanes(const S* src, index_t n, S* dst) {
 // One step at time t for the blocks [blk0, blk1) of hidden units. gates_t [B, GH] holds W x + b_w
 // on entry and the activated gates on exit; h [B, P] and c [B, H] enter the step; the cell's output
 // goes to h_next and y_t, or with a projection to m_t [B, H] (then project_step).
-template <class Cell, bool Project, class S>
+template <class Cell, bool Project, bool Stream, class S>
 void forward_step(const Sizes& n, index_t t, long blk0, long blk1, const S* r_packed, const S* b_packed, const S* h,
                   const S* c, S* gates_t, S* h_next, S* c_next, S* y_t, S* aux_t, S* m_t) {
-  constexpr int G = Cell::G, U = kUnits<S>, MaxRows = kMaxRows<G, S>;
+  constexpr int G = Cell::G, U = kUnits<S>, GG = kGateGroup<G>, MaxRows = kMaxRows<GG>;
   const index_t B = n.B, H = n.H, P = n.P, GH = G * H;
   for (index_t blk = blk0; blk < blk1; ++blk) {
     const S* rp = r_packed + blk * P * G * U;
@@ -333,7 +382,9 @@ void forward_step(const Sizes& n, index_t t, long blk0, long blk1, const S* r_pa
       S hp_rows[MaxRows][G * U];
       const S* h_rows[MaxRows];
       for (int r = 0; r < rows; ++r) h_rows[r] = h + group[r] * P;
-      block_product_rows<G>(rows, rp, h_rows, P, b_packed + blk * G * U, &hp_rows[0][0]);
+      for (int q = 0; q < G / GG; ++q)
+        block_product_rows<GG, Stream>(rows, k_split<GG>(B), rp + q * P * GG * U, h_rows, P,
+                               b_packed + (blk * G + q * GG) * U, &hp_rows[0][q * GG * U], G * U);
       for (int r = 0; r < rows; ++r) {
         const index_t row = group[r];
         const S* hp = hp_rows[r];
@@ -395,9 +446,9 @@ void forward_impl(const ForwardParams<S>& p) {
   const index_t T = n.T, B = n.B, I = n.I, H = n.H, P = n.P, GH = G * H, BH = B * H, BP = B * P;
 
   std::vector<S> r_packed(num_blocks<S>(H) * P * G * U), b_packed(num_blocks<S>(H) * G * U);
-  pack_rows(p.w_hh, p.b_hh, G, H, P, r_packed.data(), b_packed.data());
+  pack_rows(p.w_hh, p.b_hh, G, kGateGroup<G>, H, P, r_packed.data(), b_packed.data());
   std::vector<S> hr_packed(Project ? num_blocks<S>(P) * H * U : 0);
-  if constexpr (Project) pack_rows(p.w_hr, (const S*)nullptr, 1, P, H, hr_packed.data(), (S*)nullptr);
+  if constexpr (Project) pack_rows(p.w_hr, (const S*)nullptr, 1, 1, P, H, hr_packed.data(), (S*)nullptr);
   std::vector<S> state(2 * BP + (lstm ? 2 * BH : 0) + (Project && !p.m ? BH : 0));
   S* const h_buf[2] = {state.data(), state.data() + BP};
   S* const c_buf[2] = {lstm ? state.data() + 2 * BP : nullptr, lstm ? state.data() + 2 * BP + BH : nullptr};
@@ -427,8 +478,10 @@ void forward_impl(const ForwardParams<S>& p) {
       if (p.h_prev) copy_columns(h, p.h_prev + t * BP, P, p_lo, p_hi);
       if (lstm && p.c_prev) copy_columns(c, p.c_prev + t * BH, H, h_lo, h_hi);
       S* m_t = Project ? (p.m ? p.m + t * BH : m_work) : nullptr;
-      forward_step<Cell, Project>(n, t, blk0, blk1, r_packed.data(), b_packed.data(), h, c, p.gates + t * B * GH,
-                                  h_next, c_next, p.y + t * BP, p.aux ? p.aux + t * BH : nullptr, m_t);
+      auto step = streams_from_memory(r_packed) ? forward_step<Cell, Project, true, S>
+                                                : forward_step<Cell, Project, false, S>;
+      step(n, t, blk0, blk1, r_packed.data(), b_packed.data(), h, c, p.gates + t * B * GH, h_next, c_next,
+           p.y + t * BP, p.aux ? p.aux + t * BH : nullptr, m_t);
       if constexpr (Project) {
         team.barrier();  // m complete
         project_step(n, t, pblk0, pblk1, hr_packed.data(), m_t, h, h_next, p.y + t * BP);
@@ -502,14 +555,19 @@ inline void add_dy(const BackwardParams<S>& p, index_t t, index_t b, index_t j0,
   for (index_t u = 0; u < units; ++u) dh[u] += dy[u];
 }
 
-// The fused walk (P == H) over this rank's blocks [blk0, blk1).
-template <class Cell, class S>
-void backward_walk(Team& team, const BackwardParams<S>& p, long blk0, long blk1, const S* r_packed,
+// Blocks of units per panel of the backward's packed R: dgates R for one panel is a product of
+// 2 vectors per k, so up to 6 sequences share each read of R (12 accumulators).
+constexpr int kPanelBlocks = 2;
+
+// The fused walk (P == H) over this rank's panels [panel0, panel1).
+template <class Cell, bool Stream, class S>
+void backward_walk(Team& team, const BackwardParams<S>& p, long panel0, long panel1, const S* r_packed,
                    BackwardCarry<S> carry, S* dgates_rec) {
-  constexpr int G = Cell::G, U = kUnits<S>, MaxRows = kMaxRows<1, S>;
+  constexpr int G = Cell::G, U = kUnits<S>, NV = kPanelBlocks, MaxRows = kMaxRows<NV>;
   const Sizes& n = p.n;
   const index_t T = n.T, B = n.B, H = n.H, GH = G * H;
-  const index_t t_last = n.time_of(T - 1);
+  const index_t t_last = n.time_of(T - 1), blocks = num_blocks<S>(H);
+  const long blk0 = panel0 * NV, blk1 = std::min<long>(blocks, panel1 * NV);
   for (index_t blk = blk0; blk < blk1; ++blk) {
     const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
     for (index_t b = 0; b < B; ++b) {
@@ -522,33 +580,36 @@ void backward_walk(Team& team, const BackwardParams<S>& p, long blk0, long blk1,
   team.barrier();
   for (index_t s = T - 1; s >= 0; --s) {
     const index_t t = n.time_of(s);
-    for (index_t blk = blk0; blk < blk1; ++blk) {
-      const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
+    for (index_t panel = panel0; panel < panel1; ++panel) {
       for (index_t b0 = 0; b0 < B; b0 += MaxRows) {
         // dgates_rec R for the group's real sequences (padding rows get 0: nothing flows through R).
         const int rows = static_cast<int>(std::min<index_t>(MaxRows, B - b0));
-        S dh_rows[MaxRows][U] = {};
+        S dh_rows[MaxRows][NV * U] = {};
         const S* dg_rows[MaxRows];
         int real = 0;
         index_t real_row[MaxRows];
         for (int r = 0; r < rows; ++r)
           if (n.active(b0 + r, t)) real_row[real] = r, dg_rows[real++] = dgates_rec + (t * B + b0 + r) * GH;
         if (real > 0) {
-          S out[MaxRows][U];
-          block_product_rows<1>(real, r_packed + blk * GH * U, dg_rows, GH, (const S*)nullptr, &out[0][0]);
-          for (int q = 0; q < real; ++q) std::copy(out[q], out[q] + U, dh_rows[real_row[q]]);
+          S out[MaxRows][NV * U];
+          block_product_rows<NV, Stream>(real, k_split<NV>(B), r_packed + panel * GH * NV * U, dg_rows, GH, (const S*)nullptr, &out[0][0],
+                                 NV * U);
+          for (int q = 0; q < real; ++q) std::copy(out[q], out[q] + NV * U, dh_rows[real_row[q]]);
         }
-        for (int r = 0; r < rows; ++r) {
-          const index_t b = b0 + r;
-          S* dh = dh_rows[r];
-          const S* direct = carry.dh_direct + b * H + j0;
-          for (index_t u = 0; u < units; ++u) dh[u] += direct[u];  // d loss / d h entering step t
-          if (s > 0) {
-            const index_t tp = n.time_of(s - 1);
-            add_dy(p, tp, b, j0, units, dh);
-            backward_block<Cell>(p, tp, b, j0, units, dh, carry, dgates_rec);
-          } else {
-            copy_lanes(dh, units, p.dh0 + b * H + j0);
+        for (index_t blk = panel * NV; blk < std::min<index_t>(blocks, (panel + 1) * NV); ++blk) {
+          const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
+          for (int r = 0; r < rows; ++r) {
+            const index_t b = b0 + r;
+            S* dh = dh_rows[r] + (blk - panel * NV) * U;
+            const S* direct = carry.dh_direct + b * H + j0;
+            for (index_t u = 0; u < units; ++u) dh[u] += direct[u];  // d loss / d h entering step t
+            if (s > 0) {
+              const index_t tp = n.time_of(s - 1);
+              add_dy(p, tp, b, j0, units, dh);
+              backward_block<Cell>(p, tp, b, j0, units, dh, carry, dgates_rec);
+            } else {
+              copy_lanes(dh, units, p.dh0 + b * H + j0);
+            }
           }
         }
       }
@@ -607,10 +668,12 @@ void backward_impl(const BackwardParams<S>& p) {
   const index_t T = n.T, B = n.B, I = n.I, H = n.H, P = n.P, GH = G * H, BH = B * H, BP = B * P;
   S* dgates_rec = Cell::kSplitRecurrentGrad ? p.dgates_rec : p.dgates;
 
-  std::vector<S> r_packed(num_blocks<S>(P) * GH * U);
-  pack_columns(p.w_hh, GH, P, r_packed.data());
+  const index_t nv = Project ? 1 : kPanelBlocks;  // the projected walk reads one block at a time
+  const index_t panels = (num_blocks<S>(P) + nv - 1) / nv;
+  std::vector<S> r_packed(panels * GH * nv * U);
+  pack_columns(p.w_hh, GH, P, nv, r_packed.data());
   std::vector<S> hr_packed(Project ? num_blocks<S>(H) * P * U : 0);
-  if constexpr (Project) pack_columns(p.w_hr, P, H, hr_packed.data());
+  if constexpr (Project) pack_columns(p.w_hr, P, H, 1, hr_packed.data());
   std::vector<S> carry_buf(BH * (lstm ? 2 : 1) + (Project ? BP : 0));
   BackwardCarry<S> carry{carry_buf.data(), lstm ? carry_buf.data() + BH : nullptr};
   S* dh = Project ? carry_buf.data() + 2 * BH : nullptr;  // projected: [B, P]
@@ -623,9 +686,10 @@ void backward_impl(const BackwardParams<S>& p) {
       backward_walk_projected(team, p, r_packed.data(), hr_packed.data(), carry, dh);
       if (team.rank() == 0) std::copy(dh, dh + BP, p.dh0);
     } else if (T > 0) {
-      long blk0, blk1;
-      team.split(num_blocks<S>(H), &blk0, &blk1);
-      backward_walk<Cell>(team, p, blk0, blk1, r_packed.data(), carry, dgates_rec);
+      long panel0, panel1;
+      team.split(panels, &panel0, &panel1);
+      auto walk = streams_from_memory(r_packed) ? backward_walk<Cell, true, S> : backward_walk<Cell, false, S>;
+      walk(team, p, panel0, panel1, r_packed.data(), carry, dgates_rec);
     } else if (team.rank() == 0) {
       std::copy(p.dh_n, p.dh_n + BH, p.dh0);
     }

@@ -17,10 +17,18 @@
 #include <cstdint>
 #include <cstring>
 
+// Always inlined: the CPU's pointwise loops vectorize only with the whole cell's math inlined into
+// them, and GCC's inliner drops exp_/tanh_ once a kernel has enough template instances (that cost
+// the LSTM forward 15%).
 #if defined(__CUDACC__)
 #define FUSEDRNN_HOST_DEVICE __host__ __device__ __forceinline__
+#define FUSEDRNN_INLINE __forceinline__
+#elif defined(__GNUC__)
+#define FUSEDRNN_HOST_DEVICE inline __attribute__((always_inline))
+#define FUSEDRNN_INLINE inline __attribute__((always_inline))
 #else
 #define FUSEDRNN_HOST_DEVICE inline
+#define FUSEDRNN_INLINE inline
 #endif
 
 // Each translation unit that includes this file for a different instruction set gives it its
@@ -63,7 +71,7 @@ struct ExpTraits<double> {
 // 1 + r/K (1 + r/(K+1) (1 + ... r/Last)): the tail of e^r's Taylor series from term K, unrolled
 // at compile time (a loop here would keep the compiler from vectorizing the callers).
 template <class S, int K, int Last>
-inline S taylor_exp(S r) {
+FUSEDRNN_INLINE S taylor_exp(S r) {
   if constexpr (K > Last)
     return S(1);
   else
@@ -71,7 +79,7 @@ inline S taylor_exp(S r) {
 }
 
 template <class S>
-inline S exp_(S v) {
+FUSEDRNN_INLINE S exp_(S v) {
   using E = ExpTraits<S>;
   using Bits = typename E::Bits;
   const S t = v * S(1.4426950408889634) + E::shifter;  // k + shifter, rounded to nearest
@@ -96,7 +104,7 @@ inline S exp_(S v) {
 // u/3 (...))), u = 2v: both branches are relatively accurate to a few ulps, and the select
 // between them vectorizes.
 template <class S>
-inline S tanh_(S v) {
+FUSEDRNN_INLINE S tanh_(S v) {
   const S u = S(2) * v;
   const S m = u * taylor_exp<S, 2, ExpTraits<S>::expm1_degree>(u);
   const S small = m / (m + S(2));
