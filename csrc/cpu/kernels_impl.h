@@ -18,6 +18,9 @@
 //           gradients are whole-sequence GEMMs and column sums.
 // Threads: one team for the whole call; each rank owns fixed blocks of units (so its slice of R
 // stays in its cache) and meets the others at one barrier per step (two with a projection).
+// Each rank walks its blocks in ascending order on even steps and descending on odd ones: when its
+// slice of R is a little larger than its cache, the blocks it read last are still cached when the
+// next step starts with them (in one direction, a least-recently-used cache would miss on all).
 // Every output element is computed by one rank in a fixed order: results are bitwise identical
 // for any number of threads. Allocation happens only before the time loop.
 #include <algorithm>
@@ -356,11 +359,13 @@ FUSEDRNN_INLINE void copy_lanes(const S* src, index_t n, S* dst) {
 // on entry and the activated gates on exit; h [B, P] and c [B, H] enter the step; the cell's output
 // goes to h_next and y_t, or with a projection to m_t [B, H] (then project_step).
 template <class Cell, bool Project, bool Stream, class S>
-void forward_step(const Sizes& n, index_t t, long blk0, long blk1, const S* r_packed, const S* b_packed, const S* h,
-                  const S* c, S* gates_t, S* h_next, S* c_next, S* y_t, S* aux_t, S* m_t) {
+void forward_step(const Sizes& n, index_t t, bool descending, long blk0, long blk1, const S* r_packed,
+                  const S* b_packed, const S* h, const S* c, S* gates_t, S* h_next, S* c_next, S* y_t, S* aux_t,
+                  S* m_t) {
   constexpr int G = Cell::G, U = kUnits<S>, GG = kGateGroup<G>, MaxRows = kMaxRows<GG>;
   const index_t B = n.B, H = n.H, P = n.P, GH = G * H;
-  for (index_t blk = blk0; blk < blk1; ++blk) {
+  for (index_t i = 0; i < blk1 - blk0; ++i) {
+    const index_t blk = descending ? blk1 - 1 - i : blk0 + i;
     const S* rp = r_packed + blk * P * G * U;
     const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
     index_t group[MaxRows];
@@ -480,7 +485,7 @@ void forward_impl(const ForwardParams<S>& p) {
       S* m_t = Project ? (p.m ? p.m + t * BH : m_work) : nullptr;
       auto step = streams_from_memory(r_packed) ? forward_step<Cell, Project, true, S>
                                                 : forward_step<Cell, Project, false, S>;
-      step(n, t, blk0, blk1, r_packed.data(), b_packed.data(), h, c, p.gates + t * B * GH, h_next, c_next,
+      step(n, t, s % 2 == 1, blk0, blk1, r_packed.data(), b_packed.data(), h, c, p.gates + t * B * GH, h_next, c_next,
            p.y + t * BP, p.aux ? p.aux + t * BH : nullptr, m_t);
       if constexpr (Project) {
         team.barrier();  // m complete
@@ -580,7 +585,8 @@ void backward_walk(Team& team, const BackwardParams<S>& p, long panel0, long pan
   team.barrier();
   for (index_t s = T - 1; s >= 0; --s) {
     const index_t t = n.time_of(s);
-    for (index_t panel = panel0; panel < panel1; ++panel) {
+    for (index_t i = 0; i < panel1 - panel0; ++i) {
+      const index_t panel = s % 2 == 1 ? panel1 - 1 - i : panel0 + i;  // as in forward_step
       for (index_t b0 = 0; b0 < B; b0 += MaxRows) {
         // dgates_rec R for the group's real sequences (padding rows get 0: nothing flows through R).
         const int rows = static_cast<int>(std::min<index_t>(MaxRows, B - b0));
