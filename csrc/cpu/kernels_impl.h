@@ -396,7 +396,7 @@ void forward_step(const Sizes& n, index_t t, bool descending, long blk0, long bl
         S xp[G][U] = {}, a[G][U], h_old[U] = {}, c_old[U] = {}, h_new[U], c_new[U], aux[U];
         S* gb = gates_t + row * GH + j0;
         for (int g = 0; g < G; ++g) copy_lanes(gb + g * H, units, xp[g]);
-        if constexpr (!Project) copy_lanes(h + row * P + j0, units, h_old);  // GRU reads its own old h
+        if constexpr (Cell::kReadsOldH) copy_lanes(h + row * P + j0, units, h_old);  // P == H
         if constexpr (Cell::kHasCellState) copy_lanes(c + row * H + j0, units, c_old);
         for (int u = 0; u < U; ++u) {  // all lanes: a fixed trip count the compiler vectorizes
           S xu[G], hu[G], au[G];
@@ -532,7 +532,7 @@ inline void backward_block(const BackwardParams<S>& p, index_t t, index_t b, ind
   const S* gates = p.gates + (t * B + b) * GH + j0;
   for (int g = 0; g < G; ++g) copy_lanes(gates + g * H, units, a[g]);
   if constexpr (Cell::kHasAux) copy_lanes(p.aux + tbj, units, aux);
-  if constexpr (!Cell::kHasCellState) copy_lanes(p.h_prev + tbj, units, h_old);  // GRU/RNN: P == H
+  if constexpr (Cell::kReadsOldH) copy_lanes(p.h_prev + tbj, units, h_old);  // P == H
   if constexpr (Cell::kHasCellState) {
     copy_lanes(p.c_prev + tbj, units, c_old);
     copy_lanes(carry.dc + bj, units, dc);

@@ -68,14 +68,22 @@ struct ExpTraits<double> {
   static constexpr int mantissa = 52, bias = 1023, k_min = -1022, k_max = 1023, degree = 13, expm1_degree = 18;
 };
 
-// 1 + r/K (1 + r/(K+1) (1 + ... r/Last)): the tail of e^r's Taylor series from term K, unrolled
-// at compile time (a loop here would keep the compiler from vectorizing the callers).
-template <class S, int K, int Last>
+// (K-1)! / (K-1+j)!: the j-th coefficient of e^r's Taylor series taken from its term K on.
+constexpr double taylor_coefficient(int K, int j) {
+  double c = 1.0;
+  for (int i = K; i < K + j; ++i) c /= i;
+  return c;
+}
+
+// 1 + r/K + r^2/(K(K+1)) + ... + r^(Last-K+1) (K-1)!/Last!, by Horner's rule (one FMA per degree),
+// unrolled at compile time (a loop here would keep the compiler from vectorizing the callers).
+template <class S, int K, int Last, int J = 0>
 FUSEDRNN_INLINE S taylor_exp(S r) {
-  if constexpr (K > Last)
-    return S(1);
+  constexpr S c = S(taylor_coefficient(K, J));
+  if constexpr (K + J > Last)
+    return c;
   else
-    return S(1) + (r * (S(1) / S(K))) * taylor_exp<S, K + 1, Last>(r);
+    return taylor_exp<S, K, Last, J + 1>(r) * r + c;
 }
 
 template <class S>
@@ -99,17 +107,17 @@ FUSEDRNN_INLINE S exp_(S v) {
   return p * scale;
 }
 
-// tanh v = 1 - 2 / (e^{2v} + 1) for |v| >= 1/2 (exact limits +-1); for smaller |v|, where that
-// would cancel, tanh v = m / (m + 2) with m = e^{2v} - 1 from its Taylor series, m = u (1 + u/2 (1 +
-// u/3 (...))), u = 2v: both branches are relatively accurate to a few ulps, and the select
-// between them vectorizes.
+// tanh v = m / (m + 2) with m = e^u - 1, u = 2v (exact limits +-1). For |v| >= 1/2, m = exp_(u) - 1
+// does not cancel; for smaller |v| it would, and m = u (1 + u/2 + u^2/6 + ...) comes from its
+// Taylor series instead. Both are relatively accurate to a few ulps; the select between them
+// vectorizes, and there is one division.
 template <class S>
 FUSEDRNN_INLINE S tanh_(S v) {
   const S u = S(2) * v;
-  const S m = u * taylor_exp<S, 2, ExpTraits<S>::expm1_degree>(u);
-  const S small = m / (m + S(2));
-  const S large = S(1) - S(2) / (exp_(u) + S(1));
-  return (v < S(0.5) && v > S(-0.5)) ? small : large;
+  const S m_small = u * taylor_exp<S, 2, ExpTraits<S>::expm1_degree>(u);
+  const S m_large = exp_(u) - S(1);  // no cancellation for |u| >= 1
+  const S m = (v < S(0.5) && v > S(-0.5)) ? m_small : m_large;
+  return m / (m + S(2));
 }
 #endif
 
@@ -125,6 +133,7 @@ struct RnnCell {
   static constexpr bool kHasCellState = false;  // keeps c beside h
   static constexpr bool kHasAux = false;        // keeps aux on the tape
   static constexpr bool kSplitRecurrentGrad = false;  // dhp differs from dxp
+  static constexpr bool kReadsOldH = false;           // the pointwise math reads h_{t-1}
 
   template <class S>
   static FUSEDRNN_HOST_DEVICE void forward(const S* xp, const S* hp, S /*h*/, S /*c*/, S* a, S& /*aux*/,
@@ -152,6 +161,7 @@ struct LstmCell {
   static constexpr bool kHasCellState = true;
   static constexpr bool kHasAux = false;
   static constexpr bool kSplitRecurrentGrad = false;
+  static constexpr bool kReadsOldH = false;
 
   template <class S>
   static FUSEDRNN_HOST_DEVICE void forward(const S* xp, const S* hp, S /*h*/, S c, S* a, S& /*aux*/, S& h_new,
@@ -186,6 +196,7 @@ struct GruCell {
   static constexpr bool kHasCellState = false;
   static constexpr bool kHasAux = true;
   static constexpr bool kSplitRecurrentGrad = true;
+  static constexpr bool kReadsOldH = true;
 
   template <class S>
   static FUSEDRNN_HOST_DEVICE void forward(const S* xp, const S* hp, S h, S /*c*/, S* a, S& aux, S& h_new,
