@@ -364,6 +364,7 @@ void forward_step(const Sizes& n, index_t t, bool descending, long blk0, long bl
                   S* m_t) {
   constexpr int G = Cell::G, U = kUnits<S>, GG = kGateGroup<G>, MaxRows = kMaxRows<GG>;
   const index_t B = n.B, H = n.H, P = n.P, GH = G * H;
+  const int split = k_split<GG>(B);
   for (index_t i = 0; i < blk1 - blk0; ++i) {
     const index_t blk = descending ? blk1 - 1 - i : blk0 + i;
     const S* rp = r_packed + blk * P * G * U;
@@ -388,7 +389,7 @@ void forward_step(const Sizes& n, index_t t, bool descending, long blk0, long bl
       const S* h_rows[MaxRows];
       for (int r = 0; r < rows; ++r) h_rows[r] = h + group[r] * P;
       for (int q = 0; q < G / GG; ++q)
-        block_product_rows<GG, Stream>(rows, k_split<GG>(B), rp + q * P * GG * U, h_rows, P,
+        block_product_rows<GG, Stream>(rows, split, rp + q * P * GG * U, h_rows, P,
                                b_packed + (blk * G + q * GG) * U, &hp_rows[0][q * GG * U], G * U);
       for (int r = 0; r < rows; ++r) {
         const index_t row = group[r];
@@ -473,6 +474,8 @@ void forward_impl(const ForwardParams<S>& p) {
     };
     copy_columns(p.h0, h_buf[0], P, p_lo, p_hi);
     if constexpr (lstm) copy_columns(p.c0, c_buf[0], H, h_lo, h_hi);
+    const auto step = streams_from_memory(r_packed) ? forward_step<Cell, Project, true, S>
+                                                    : forward_step<Cell, Project, false, S>;
     team.barrier();  // gates and the initial state complete
     for (index_t s = 0; s < T; ++s) {
       const index_t t = n.time_of(s);
@@ -483,8 +486,6 @@ void forward_impl(const ForwardParams<S>& p) {
       if (p.h_prev) copy_columns(h, p.h_prev + t * BP, P, p_lo, p_hi);
       if (lstm && p.c_prev) copy_columns(c, p.c_prev + t * BH, H, h_lo, h_hi);
       S* m_t = Project ? (p.m ? p.m + t * BH : m_work) : nullptr;
-      auto step = streams_from_memory(r_packed) ? forward_step<Cell, Project, true, S>
-                                                : forward_step<Cell, Project, false, S>;
       step(n, t, s % 2 == 1, blk0, blk1, r_packed.data(), b_packed.data(), h, c, p.gates + t * B * GH, h_next, c_next,
            p.y + t * BP, p.aux ? p.aux + t * BH : nullptr, m_t);
       if constexpr (Project) {
@@ -572,6 +573,7 @@ void backward_walk(Team& team, const BackwardParams<S>& p, long panel0, long pan
   const Sizes& n = p.n;
   const index_t T = n.T, B = n.B, H = n.H, GH = G * H;
   const index_t t_last = n.time_of(T - 1), blocks = num_blocks<S>(H);
+  const int split = k_split<NV>(B);
   const long blk0 = panel0 * NV, blk1 = std::min<long>(blocks, panel1 * NV);
   for (index_t blk = blk0; blk < blk1; ++blk) {
     const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
@@ -598,8 +600,8 @@ void backward_walk(Team& team, const BackwardParams<S>& p, long panel0, long pan
           if (n.active(b0 + r, t)) real_row[real] = r, dg_rows[real++] = dgates_rec + (t * B + b0 + r) * GH;
         if (real > 0) {
           S out[MaxRows][NV * U];
-          block_product_rows<NV, Stream>(real, k_split<NV>(B), r_packed + panel * GH * NV * U, dg_rows, GH, (const S*)nullptr, &out[0][0],
-                                 NV * U);
+          block_product_rows<NV, Stream>(real, split, r_packed + panel * GH * NV * U, dg_rows, GH,
+                                         (const S*)nullptr, &out[0][0], NV * U);
           for (int q = 0; q < real; ++q) std::copy(out[q], out[q] + NV * U, dh_rows[real_row[q]]);
         }
         for (index_t blk = panel * NV; blk < std::min<index_t>(blocks, (panel + 1) * NV); ++blk) {
