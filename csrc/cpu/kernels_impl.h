@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -64,6 +65,13 @@ class FlushDenormals {
 #endif
 };
 
+// Storage the kernels fill completely before reading: left uninitialised (a std::vector would
+// clear it first, a pass over memory as long as the packing itself).
+template <class S>
+std::unique_ptr<S[]> uninitialized(index_t n) {
+  return std::unique_ptr<S[]>(new S[static_cast<std::size_t>(n)]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // GEMM: C[M, N] = (accumulate ? C : column_bias or 0) + A[M, K] B[K, N], this rank's share.
 // Packed, cache-blocked, with an MR x NR register tile (NR = two vectors). Never reads C unless
@@ -83,8 +91,14 @@ void pack_panels(MatrixView<S> src, index_t i0, index_t rows, index_t k0, index_
     const index_t valid = std::min<index_t>(R, rows - p);
     S* out = dst + p * depth;
     if (src.col_stride == 1) {  // rows contiguous in k: read each row once
-      for (index_t r = 0; r < R; ++r)
-        for (index_t k = 0; k < depth; ++k) out[k * R + r] = r < valid ? src.data[(i0 + p + r) * src.row_stride + k0 + k] : S(0);
+      for (index_t r = 0; r < R; ++r) {
+        const S* row = src.data + (i0 + p + r) * src.row_stride + k0;
+        // The next panel's row: short runs of far-apart rows (weights streamed from memory) are
+        // read at a third of the bandwidth unless asked for ahead.
+        if (p + R + r < rows)
+          for (index_t k = 0; k < depth; k += 64 / sizeof(S)) __builtin_prefetch(row + R * src.row_stride + k);
+        for (index_t k = 0; k < depth; ++k) out[k * R + r] = r < valid ? row[k] : S(0);
+      }
     } else {
       for (index_t k = 0; k < depth; ++k)
         for (index_t r = 0; r < R; ++r) out[k * R + r] = r < valid ? src(i0 + p + r, k0 + k) : S(0);
@@ -178,20 +192,20 @@ void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixVi
   }
   const MatrixView<S> Bt{B.data, B.col_stride, B.row_stride};  // B(k, j) as rows j of a [N, K] matrix
   const index_t nc_max = std::min(n, TL::NC), kc_max = std::min(K, TL::KC), mc_max = std::min(m, TL::MC);
-  std::vector<S> b_packed(((nc_max + TL::NR - 1) / TL::NR) * TL::NR * kc_max);
-  std::vector<S> a_packed(((mc_max + TL::MR - 1) / TL::MR) * TL::MR * kc_max);
+  const auto b_packed = uninitialized<S>(((nc_max + TL::NR - 1) / TL::NR) * TL::NR * kc_max);
+  const auto a_packed = uninitialized<S>(((mc_max + TL::MR - 1) / TL::MR) * TL::MR * kc_max);
   for (index_t jc = j_begin; jc < j_end; jc += TL::NC) {
     const index_t nc = std::min(TL::NC, j_end - jc);
     for (index_t pc = 0; pc < K; pc += TL::KC) {
       const index_t kc = std::min(TL::KC, K - pc);
       const bool overwrite = (pc == 0) && !accumulate;
-      pack_panels<S, TL::NR>(Bt, jc, nc, pc, kc, b_packed.data());
+      pack_panels<S, TL::NR>(Bt, jc, nc, pc, kc, b_packed.get());
       for (index_t ic = i_begin; ic < i_end; ic += TL::MC) {
         const index_t mc = std::min(TL::MC, i_end - ic);
-        pack_panels<S, TL::MR>(A, ic, mc, pc, kc, a_packed.data());
+        pack_panels<S, TL::MR>(A, ic, mc, pc, kc, a_packed.get());
         for (index_t jr = 0; jr < nc; jr += TL::NR)
           for (index_t ir = 0; ir < mc; ir += TL::MR)
-            micro_kernel<S>(kc, a_packed.data() + ir * kc, b_packed.data() + jr * kc, C + (ic + ir) * ldc + jc + jr,
+            micro_kernel<S>(kc, a_packed.get() + ir * kc, b_packed.get() + jr * kc, C + (ic + ir) * ldc + jc + jr,
                             ldc, std::min<index_t>(TL::MR, mc - ir), std::min<index_t>(TL::NR, nc - jr), overwrite,
                             column_bias ? column_bias + jc + jr : nullptr);
       }
@@ -213,36 +227,43 @@ void column_sums(Team& team, const S* M, index_t rows, index_t cols, S* out) {
 // Packing of the recurrent matrices and the block product.
 // ---------------------------------------------------------------------------------------------
 
-// Rows of M [G*units, K] regrouped for the forward, in groups of GG gates (G = NG * GG):
+// Rows of M [G*units, K] regrouped for the forward, in groups of GG gates (G = NG * GG), blocks
+// [blk0, blk1) (each rank packs the blocks its steps read, so they start in its own cache):
 // packed[block][q][k][gi][u] = M[(q*GG + gi)*units + block*kUnits + u][k] (zero past `units`), so
 // that a pass over one gate group of one block is one contiguous stream. The bias, when given, as
-// bias_packed[block][g][u].
+// bias_packed[block][g][u]. Written k-major: kUnits contiguous stores per k, from kUnits rows that
+// stay in L1 across the k loop.
 template <class S>
-void pack_rows(const S* M, const S* bias, index_t G, index_t GG, index_t units, index_t K, S* packed, S* bias_packed) {
+void pack_rows(const S* M, const S* bias, index_t G, index_t GG, index_t units, index_t K, long blk0, long blk1,
+               S* packed, S* bias_packed) {
   constexpr int U = kUnits<S>;
-  for (index_t blk = 0; blk < num_blocks<S>(units); ++blk)
-    for (index_t g = 0; g < G; ++g)
-      for (index_t u = 0; u < U; ++u) {
-        const index_t j = blk * U + u, q = g / GG, gi = g % GG;
-        const bool valid = j < units;
-        if (bias_packed) bias_packed[(blk * G + g) * U + u] = valid ? bias[g * units + j] : S(0);
-        S* dst = packed + (blk * G + q * GG) * K * U + gi * U + u;
-        for (index_t k = 0; k < K; ++k) dst[k * GG * U] = valid ? M[(g * units + j) * K + k] : S(0);
+  for (index_t blk = blk0; blk < blk1; ++blk)
+    for (index_t g = 0; g < G; ++g) {
+      const index_t valid = std::min<index_t>(U, units - blk * U), row0 = g * units + blk * U;
+      if (bias_packed)
+        for (index_t u = 0; u < U; ++u) bias_packed[(blk * G + g) * U + u] = u < valid ? bias[row0 + u] : S(0);
+      S* dst = packed + (blk * G + g / GG * GG) * K * U + g % GG * U;
+      for (index_t k = 0; k < K; ++k) {
+        S* out = dst + k * GG * U;
+        for (index_t u = 0; u < valid; ++u) out[u] = M[(row0 + u) * K + k];
+        for (index_t u = valid; u < U; ++u) out[u] = S(0);
       }
+    }
 }
 
-// Columns of M [rows, cols] regrouped for the backward in panels of NV blocks:
-// packed[panel][k][v][u] = M[k][(panel*NV + v)*kUnits + u] (zero past `cols`).
+// Columns of M [rows, cols] regrouped for the backward in panels of NV blocks, panels
+// [panel0, panel1): packed[panel][k][v][u] = M[k][(panel*NV + v)*kUnits + u] (zero past `cols`).
 template <class S>
-void pack_columns(const S* M, index_t rows, index_t cols, index_t NV, S* packed) {
-  constexpr int U = kUnits<S>;
-  const index_t width = NV * U;
-  for (index_t panel = 0; panel < (cols + width - 1) / width; ++panel)
-    for (index_t k = 0; k < rows; ++k)
-      for (index_t i = 0; i < width; ++i) {
-        const index_t j = panel * width + i;
-        packed[(panel * rows + k) * width + i] = j < cols ? M[k * cols + j] : S(0);
-      }
+void pack_columns(const S* M, index_t rows, index_t cols, index_t NV, long panel0, long panel1, S* packed) {
+  const index_t width = NV * kUnits<S>;
+  for (index_t panel = panel0; panel < panel1; ++panel) {
+    const index_t j0 = panel * width, valid = std::min<index_t>(width, cols - j0);
+    for (index_t k = 0; k < rows; ++k) {
+      S* out = packed + (panel * rows + k) * width;
+      std::copy(M + k * cols + j0, M + k * cols + j0 + valid, out);
+      std::fill(out + valid, out + width, S(0));
+    }
+  }
 }
 
 // out[i] = bias[i] + sum_k block[k][i] * v[k], i < G*kUnits (bias nullptr: 0). The accumulators
@@ -267,8 +288,8 @@ inline void block_product(const S* block, const S* v, index_t K, const S* bias, 
 // much to the extra instruction (LSTM H = 128, B = 1).
 constexpr int kStreamAhead = 1024;
 template <class S>
-bool streams_from_memory(const std::vector<S>& r_packed) {
-  return r_packed.size() * sizeof(S) > (std::size_t{4} << 20);
+bool streams_from_memory(index_t r_packed_size) {
+  return static_cast<std::size_t>(r_packed_size) * sizeof(S) > (std::size_t{4} << 20);
 }
 
 // Several sequences share each vector of R loaded: out[r*out_stride + g*U + u] = bias[g*U + u] +
@@ -451,10 +472,9 @@ void forward_impl(const ForwardParams<S>& p) {
   const Sizes& n = p.n;
   const index_t T = n.T, B = n.B, I = n.I, H = n.H, P = n.P, GH = G * H, BH = B * H, BP = B * P;
 
-  std::vector<S> r_packed(num_blocks<S>(H) * P * G * U), b_packed(num_blocks<S>(H) * G * U);
-  pack_rows(p.w_hh, p.b_hh, G, kGateGroup<G>, H, P, r_packed.data(), b_packed.data());
-  std::vector<S> hr_packed(Project ? num_blocks<S>(P) * H * U : 0);
-  if constexpr (Project) pack_rows(p.w_hr, (const S*)nullptr, 1, 1, P, H, hr_packed.data(), (S*)nullptr);
+  const index_t r_size = num_blocks<S>(H) * P * G * U;
+  const auto r_packed = uninitialized<S>(r_size), b_packed = uninitialized<S>(num_blocks<S>(H) * G * U);
+  const auto hr_packed = uninitialized<S>(Project ? num_blocks<S>(P) * H * U : 0);
   std::vector<S> state(2 * BP + (lstm ? 2 * BH : 0) + (Project && !p.m ? BH : 0));
   S* const h_buf[2] = {state.data(), state.data() + BP};
   S* const c_buf[2] = {lstm ? state.data() + 2 * BP : nullptr, lstm ? state.data() + 2 * BP + BH : nullptr};
@@ -467,6 +487,9 @@ void forward_impl(const ForwardParams<S>& p) {
     long blk0, blk1, pblk0, pblk1;  // this rank's blocks of units (H) and of state columns (P)
     team.split(num_blocks<S>(H), &blk0, &blk1);
     team.split(num_blocks<S>(P), &pblk0, &pblk1);
+    // Each rank packs the blocks its own steps read (after the GEMM, so that they start in its cache).
+    pack_rows(p.w_hh, p.b_hh, G, kGateGroup<G>, H, P, blk0, blk1, r_packed.get(), b_packed.get());
+    if constexpr (Project) pack_rows(p.w_hr, (const S*)nullptr, 1, 1, P, H, pblk0, pblk1, hr_packed.get(), (S*)nullptr);
     const index_t p_lo = std::min<index_t>(P, pblk0 * U), p_hi = std::min<index_t>(P, pblk1 * U);
     const index_t h_lo = std::min<index_t>(H, blk0 * U), h_hi = std::min<index_t>(H, blk1 * U);
     auto copy_columns = [B](const S* src, S* dst, index_t width, index_t lo, index_t hi) {
@@ -474,7 +497,7 @@ void forward_impl(const ForwardParams<S>& p) {
     };
     copy_columns(p.h0, h_buf[0], P, p_lo, p_hi);
     if constexpr (lstm) copy_columns(p.c0, c_buf[0], H, h_lo, h_hi);
-    const auto step = streams_from_memory(r_packed) ? forward_step<Cell, Project, true, S>
+    const auto step = streams_from_memory<S>(r_size) ? forward_step<Cell, Project, true, S>
                                                     : forward_step<Cell, Project, false, S>;
     team.barrier();  // gates and the initial state complete
     for (index_t s = 0; s < T; ++s) {
@@ -486,11 +509,11 @@ void forward_impl(const ForwardParams<S>& p) {
       if (p.h_prev) copy_columns(h, p.h_prev + t * BP, P, p_lo, p_hi);
       if (lstm && p.c_prev) copy_columns(c, p.c_prev + t * BH, H, h_lo, h_hi);
       S* m_t = Project ? (p.m ? p.m + t * BH : m_work) : nullptr;
-      step(n, t, s % 2 == 1, blk0, blk1, r_packed.data(), b_packed.data(), h, c, p.gates + t * B * GH, h_next, c_next,
+      step(n, t, s % 2 == 1, blk0, blk1, r_packed.get(), b_packed.get(), h, c, p.gates + t * B * GH, h_next, c_next,
            p.y + t * BP, p.aux ? p.aux + t * BH : nullptr, m_t);
       if constexpr (Project) {
         team.barrier();  // m complete
-        project_step(n, t, pblk0, pblk1, hr_packed.data(), m_t, h, h_next, p.y + t * BP);
+        project_step(n, t, pblk0, pblk1, hr_packed.get(), m_t, h, h_next, p.y + t * BP);
       }
       team.barrier();  // the next state complete
     }
@@ -678,10 +701,8 @@ void backward_impl(const BackwardParams<S>& p) {
 
   const index_t nv = Project ? 1 : kPanelBlocks;  // the projected walk reads one block at a time
   const index_t panels = (num_blocks<S>(P) + nv - 1) / nv;
-  std::vector<S> r_packed(panels * GH * nv * U);
-  pack_columns(p.w_hh, GH, P, nv, r_packed.data());
-  std::vector<S> hr_packed(Project ? num_blocks<S>(H) * P * U : 0);
-  if constexpr (Project) pack_columns(p.w_hr, P, H, 1, hr_packed.data());
+  const index_t r_size = panels * GH * nv * U;
+  const auto r_packed = uninitialized<S>(r_size), hr_packed = uninitialized<S>(Project ? num_blocks<S>(H) * P * U : 0);
   std::vector<S> carry_buf(BH * (lstm ? 2 : 1) + (Project ? BP : 0));
   BackwardCarry<S> carry{carry_buf.data(), lstm ? carry_buf.data() + BH : nullptr};
   S* dh = Project ? carry_buf.data() + 2 * BH : nullptr;  // projected: [B, P]
@@ -690,14 +711,19 @@ void backward_impl(const BackwardParams<S>& p) {
 
   parallel([&](Team& team) {
     FlushDenormals flush;
+    // Each rank packs the panels (and, projected, the blocks of W_hr) its own walk reads.
+    long panel0, panel1;
+    team.split(panels, &panel0, &panel1);
+    pack_columns(p.w_hh, GH, P, nv, panel0, panel1, r_packed.get());
     if constexpr (Project) {
-      backward_walk_projected(team, p, r_packed.data(), hr_packed.data(), carry, dh);
+      long blk0, blk1;
+      team.split(num_blocks<S>(H), &blk0, &blk1);
+      pack_columns(p.w_hr, P, H, 1, blk0, blk1, hr_packed.get());
+      backward_walk_projected(team, p, r_packed.get(), hr_packed.get(), carry, dh);
       if (team.rank() == 0) std::copy(dh, dh + BP, p.dh0);
     } else if (T > 0) {
-      long panel0, panel1;
-      team.split(panels, &panel0, &panel1);
-      auto walk = streams_from_memory(r_packed) ? backward_walk<Cell, true, S> : backward_walk<Cell, false, S>;
-      walk(team, p, panel0, panel1, r_packed.data(), carry, dgates_rec);
+      auto walk = streams_from_memory<S>(r_size) ? backward_walk<Cell, true, S> : backward_walk<Cell, false, S>;
+      walk(team, p, panel0, panel1, r_packed.get(), carry, dgates_rec);
     } else if (team.rank() == 0) {
       std::copy(p.dh_n, p.dh_n + BH, p.dh0);
     }
