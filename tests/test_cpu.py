@@ -313,6 +313,21 @@ def test_deterministic(cell: str, dtype: Any, rng: np.random.Generator) -> None:
         assert_identical(again[1], first[1])
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_kept_scratch_carries_nothing_between_calls(cell: str, rng: np.random.Generator) -> None:
+    """The packing storage a thread keeps across calls is left uninitialised: a small call with
+    partial blocks of units gives bitwise the same results before and after a larger call has
+    filled that storage, and both match the reference."""
+    small = make_problem(rng, cell, 5, 3, 7, 11, lengths=[5, 2, 4])
+    large = make_problem(rng, cell, 3, 7, 40, 300)
+    first = run(cell, small.cast(np.float32), lengths=small.lengths)
+    check_against_reference(large, np.float32)
+    again = run(cell, small.cast(np.float32), lengths=small.lengths)
+    assert_identical(again[0], first[0])
+    assert_identical(again[1], first[1])
+    check_against_reference(small, np.float32)
+
+
 # ----------------------------------------------------------------------------------------------
 # NaN containment, zeros at padding, full lengths
 # ----------------------------------------------------------------------------------------------
