@@ -6,7 +6,8 @@ medians over repeats of whole calls (argument checks and allocations included). 
 in the same process: the NumPy reference (``--reference``; always in ``--quick``), torch and ONNX
 Runtime when importable (forward only for ONNX Runtime, its inference engine). GFLOP/s use the
 forward's ``2*T*B*(I+H)*G*H`` FLOPs and three times that for forward+backward; "% peak" is
-against a float32 FMA loop measured at start-up on the same threads.
+against a float32 FMA loop measured at start-up on the same threads, the best of five readings
+(interference only ever lowers a reading).
 """
 
 from __future__ import annotations
@@ -339,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     info = _runtime.cpu_info()
     from . import _C
 
-    peak = float(np.median([_C.fma_peak_gflops() for _ in range(3)]))
+    peak = max(_C.fma_peak_gflops() for _ in range(5))
     print(f"fusedrnn bench: {platform.machine()}, {os.cpu_count()} CPUs, ISA {info['isa']}, {threads} threads "
           f"(all libraries), numpy {np.__version__}, {', '.join(notes) or 'no torch/onnxruntime'}")  # fmt: skip
     print(f"float32 FMA peak measured on {threads} threads: {peak:.0f} GFLOP/s; times are medians; "
