@@ -81,7 +81,8 @@ inline unsigned char* kept_scratch(ScratchSlot slot, std::size_t bytes) {
   thread_local Kept kept[kScratchSlots];
   Kept& k = kept[slot];
   if (k.bytes < bytes) {
-    k.data.reset();  // before allocating the larger one
+    k.data.reset();  // freed before the larger one is allocated, and forgotten if that throws
+    k.bytes = 0;
     k.data.reset(new unsigned char[bytes]);
     k.bytes = bytes;
   }
