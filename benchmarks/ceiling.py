@@ -7,8 +7,9 @@ For each row, a floor on the time of *any* implementation on this machine:
   bandwidth (only when R is larger than the cores' L2 caches together), plus one barrier;
 - backward: the same recurrent walk (dgates R), and the dX, dW, dR products at the peak.
 
-Each baseline's time (its ratio x fusedrnn's time in the same run) over that floor is the most
-any kernel could gain on the row; their geometric mean is the most the issue's mean could reach.
+Each baseline's time (its ratio x fusedrnn's time in the same run) over that floor is, nearly,
+the most any kernel could gain on the row (the L3 can hold part of a streamed R, so a memory-bound
+row can come in a little under its floor); their geometric mean is the most the issue's mean could reach.
 ``--efficiency`` scales the peak (0.85: every product at the issue's own large-batch target).
 
 Usage: ``python -m fusedrnn bench --table > t.txt; python benchmarks/ceiling.py t.txt

@@ -93,12 +93,12 @@ template <class S>
 class Scratch {
  public:
   Scratch(ScratchSlot slot, index_t n) {
-    const std::size_t bytes = static_cast<std::size_t>(std::max<index_t>(n, 1)) * sizeof(S);
-    if (bytes > kKeptScratchBytes) {
-      own_.reset(new S[bytes / sizeof(S)]);
+    const std::size_t count = static_cast<std::size_t>(std::max<index_t>(n, 1));
+    if (count * sizeof(S) > kKeptScratchBytes) {
+      own_.reset(new S[count]);
       data_ = own_.get();
     } else {
-      data_ = reinterpret_cast<S*>(kept_scratch(slot, bytes));
+      data_ = reinterpret_cast<S*>(kept_scratch(slot, count * sizeof(S)));
     }
   }
   S* get() const { return data_; }
