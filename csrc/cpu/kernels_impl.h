@@ -328,6 +328,24 @@ bool streams_from_memory(index_t r_packed_size) {
   return static_cast<std::size_t>(r_packed_size) * sizeof(S) > (std::size_t{4} << 20);
 }
 
+// One k of block_product_rows: acc[r][g] += block[k][g] * v[r][k]. Always inlined, and called
+// with a constant index into the caller's accumulators, so that they stay in registers (when GCC
+// kept this a lambda over acc[s] with a loop over s, it stored every accumulator at every k).
+template <int GG, int Rows, bool Stream, class V, class S>
+FUSEDRNN_INLINE void block_product_step(const S* block, const S* const* v, index_t k, V (&acc)[Rows][GG]) {
+  constexpr int U = kUnits<S>;
+  const S* bk = block + k * GG * U;
+#if defined(__x86_64__) || defined(_M_X64)
+  if constexpr (Stream) _mm_prefetch(reinterpret_cast<const char*>(bk) + kStreamAhead, _MM_HINT_T0);
+#endif
+  V rv[GG];
+  for (int g = 0; g < GG; ++g) rv[g] = Simd<S>::load(bk + g * U);
+  for (int r = 0; r < Rows; ++r) {
+    const V x = Simd<S>::broadcast(v[r][k]);
+    for (int g = 0; g < GG; ++g) acc[r][g] += rv[g] * x;
+  }
+}
+
 // Several sequences share each vector of R loaded: out[r*out_stride + g*U + u] = bias[g*U + u] +
 // sum_k block[k][g][u] * v[r][k] for r < Rows, g < GG (one vector of kUnits each), with
 // k split into Split interleaved partial sums added in a fixed order at the end. Split x Rows x GG
@@ -337,27 +355,21 @@ inline void block_product_rows(const S* block, const S* const* v, index_t K, con
                                index_t out_stride) {
   using V = typename Simd<S>::V;
   constexpr int U = kUnits<S>;
-  static_assert(U == Simd<S>::W && Split * Rows * GG <= 12);
+  static_assert(U == Simd<S>::W && Split * Rows * GG <= 12 && (Split == 1 || Split == 2 || Split == 4));
   V acc[Split][Rows][GG];
   for (int s = 0; s < Split; ++s)
     for (int r = 0; r < Rows; ++r)
       for (int g = 0; g < GG; ++g) acc[s][r][g] = (bias && s == 0) ? Simd<S>::load(bias + g * U) : V{};
-  auto step = [&](int s, index_t k) {
-    const S* bk = block + k * GG * U;
-#if defined(__x86_64__) || defined(_M_X64)
-    if constexpr (Stream) _mm_prefetch(reinterpret_cast<const char*>(bk) + kStreamAhead, _MM_HINT_T0);
-#endif
-    V rv[GG];
-    for (int g = 0; g < GG; ++g) rv[g] = Simd<S>::load(bk + g * U);
-    for (int r = 0; r < Rows; ++r) {
-      const V x = Simd<S>::broadcast(v[r][k]);
-      for (int g = 0; g < GG; ++g) acc[s][r][g] += rv[g] * x;
-    }
-  };
   index_t k = 0;
-  for (; k + Split <= K; k += Split)
-    for (int s = 0; s < Split; ++s) step(s, k + s);
-  for (; k < K; ++k) step(0, k);
+  for (; k + Split <= K; k += Split) {  // written out: a loop over s left acc[s] in memory
+    block_product_step<GG, Rows, Stream>(block, v, k, acc[0]);
+    if constexpr (Split >= 2) block_product_step<GG, Rows, Stream>(block, v, k + 1, acc[Split >= 2 ? 1 : 0]);
+    if constexpr (Split == 4) {
+      block_product_step<GG, Rows, Stream>(block, v, k + 2, acc[Split == 4 ? 2 : 0]);
+      block_product_step<GG, Rows, Stream>(block, v, k + 3, acc[Split == 4 ? 3 : 0]);
+    }
+  }
+  for (; k < K; ++k) block_product_step<GG, Rows, Stream>(block, v, k, acc[0]);
   for (int s = 1; s < Split; ++s)
     for (int r = 0; r < Rows; ++r)
       for (int g = 0; g < GG; ++g) acc[0][r][g] += acc[s][r][g];
