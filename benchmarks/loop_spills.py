@@ -1,0 +1,75 @@
+"""Innermost loops of the compiled kernels that move vector registers through the stack.
+
+A product loop whose accumulators the compiler could not keep in registers stores (and reloads)
+each of them at every iteration; that halved the B = 2 LSTM forward until 2026-11-23 and no test
+can see it, since the results are right. This disassembles the built extension (``objdump``) and
+lists, per function, the innermost loops (a backward jump with no other backward jump inside)
+that hold both FMAs and ``ymm``/``zmm`` loads or stores addressed off ``%rsp``. The cell's
+pointwise loops spill legitimately (many live vectors); a block product should never appear.
+
+Usage: ``python benchmarks/loop_spills.py [path/to/_C.so] [--isa avx2] [--all]`` (``--all`` also
+lists loops whose stack traffic is smaller than their FMA count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+FUNCTION = re.compile(r"^[0-9a-f]+ <(?P<name>.*)>:$")
+INSTRUCTION = re.compile(r"^\s+(?P<addr>[0-9a-f]+):\s+(?P<text>.*)$")
+JUMP = re.compile(r"^j\w+\s+(?P<target>[0-9a-f]+)\b")
+STACK_VECTOR = re.compile(r"[yz]mm\d+.*\(%rsp\)|\(%rsp\).*[yz]mm\d+")
+
+
+def functions(disassembly: str) -> dict[str, list[tuple[int, str]]]:
+    out: dict[str, list[tuple[int, str]]] = {}
+    current: list[tuple[int, str]] | None = None
+    for line in disassembly.splitlines():
+        if m := FUNCTION.match(line):
+            current = out.setdefault(m["name"], [])
+        elif current is not None and (m := INSTRUCTION.match(line)):
+            current.append((int(m["addr"], 16), m["text"]))
+    return out
+
+
+def innermost_loops(code: list[tuple[int, str]]) -> list[list[str]]:
+    back = [(addr, int(m["target"], 16)) for addr, text in code if (m := JUMP.match(text)) and int(m["target"], 16) < addr]
+    loops = []
+    for end, start in back:
+        if any(start <= a < end for a, _ in back if a != end):
+            continue  # holds another loop
+        loops.append([text for addr, text in code if start <= addr <= end])
+    return loops
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("library", nargs="?", help="the extension module (default: the installed fusedrnn._C)")
+    parser.add_argument("--isa", default="avx2", help="only functions of this ISA's namespace")
+    parser.add_argument("--all", action="store_true", help="also loops with less stack traffic than FMAs")
+    args = parser.parse_args()
+    if args.library is None:
+        from fusedrnn import _C
+
+        args.library = _C.__file__
+    text = subprocess.run(["objdump", "-d", "-C", "--no-show-raw-insn", str(Path(args.library))],
+                          check=True, capture_output=True, text=True).stdout  # fmt: skip
+    found = 0
+    for name, code in functions(text).items():
+        if f"::{args.isa}::" not in name:
+            continue
+        for body in innermost_loops(code):
+            fmas = sum("vfmadd" in t or "vfnmadd" in t for t in body)
+            stack = sum(bool(STACK_VECTOR.search(t)) for t in body)
+            if fmas >= 2 and stack > 0 and (args.all or stack >= fmas):
+                found += 1
+                print(f"{len(body):5d} instructions, {fmas:3d} FMAs, {stack:3d} stack moves: {name[:160]}")
+    print(f"{found} loop(s) listed", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
