@@ -381,6 +381,29 @@ def test_nan_propagates_like_reference(cell: str, dtype: Any, reverse: bool, rng
     assert np.isnan(out["h_n"][1]).all()
 
 
+@pytest.mark.parametrize("scale", [1e10, 1e30], ids=["1e10", "1e30"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
+def test_huge_pre_activations_saturate_like_reference(cell: str, dtype: Any, scale: float,
+                                                      rng: np.random.Generator) -> None:  # fmt: skip
+    """Gates far past saturation (one input row scaled to +-1e10 or +-1e30) give the oracle's
+    outputs and gradients: the kernels' exp and tanh reduced such arguments to garbage and NaN
+    before 2026-11-23 (fifth session)."""
+    p = make_problem(rng, cell, 5, 3, 4, 9)
+    p.arrays["x"][2, 1] = np.sign(p.arrays["x"][2, 1]) * scale  # every gate of step 2, sequence 1
+    p.arrays["weight_ih"] = np.sign(p.arrays["weight_ih"]) * 0.5  # no 0 * inf
+    out, grads = p.run(functional, dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        ref_out, ref_grads = reference_problem(p, dtype).run(reference, np.float64)
+    for k, ref in ref_out.items():
+        assert np.all(np.isfinite(ref)), k
+        assert_close(out[k], ref, dtype, k)
+    for k, ref in ref_grads.items():
+        if k == "x" or not np.all(np.isfinite(ref)):  # d/dx of a saturated gate: 0 * inf in the oracle
+            continue
+        assert_close(grads[k], ref, dtype, "d" + k)
+
+
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("cell", CELLS)

@@ -389,10 +389,10 @@ inline void block_product_rows(const S* block, const S* const* v, index_t K, con
   index_t k = 0;
   for (; k + Split <= K; k += Split) {  // written out: a loop over s left acc[s] in memory
     block_product_step<GG, Rows, Stream>(block, v, k, acc[0]);
-    if constexpr (Split >= 2) block_product_step<GG, Rows, Stream>(block, v, k + 1, acc[Split >= 2 ? 1 : 0]);
+    if constexpr (Split >= 2) block_product_step<GG, Rows, Stream>(block, v, k + 1, acc[1]);
     if constexpr (Split == 4) {
-      block_product_step<GG, Rows, Stream>(block, v, k + 2, acc[Split == 4 ? 2 : 0]);
-      block_product_step<GG, Rows, Stream>(block, v, k + 3, acc[Split == 4 ? 3 : 0]);
+      block_product_step<GG, Rows, Stream>(block, v, k + 2, acc[2]);
+      block_product_step<GG, Rows, Stream>(block, v, k + 3, acc[3]);
     }
   }
   for (; k < K; ++k) block_product_step<GG, Rows, Stream>(block, v, k, acc[0]);

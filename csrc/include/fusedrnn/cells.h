@@ -51,21 +51,24 @@ FUSEDRNN_HOST_DEVICE double tanh_(double v) { return ::tanh(v); }
 // call per element would not). e^v = 2^k e^r with k = round(v / ln 2), r = v - k ln 2, e^r by its
 // Taylor series (degree 7 for float: relative error < 2e-7; degree 13 for double: < 1e-16), 2^k
 // built in the exponent bits. Rounding uses the 1.5 * 2^mantissa trick, whose low bits also hold
-// k as an integer. Only the integer k is clamped (to normal numbers: e^v saturates near 2^127 or
-// 2^-126 instead of overflowing), so there is no float select and NaN stays NaN; +-inf gives NaN.
+// k as an integer. v is first clamped to +-v_max (e^v_max is finite), so that e^v saturates
+// instead of overflowing, +-inf and any huge v saturate too (the reduction of a v beyond ~1e7
+// gave garbage, and NaN through sigmoid and tanh), and NaN stays NaN (the clamp compares).
 template <class S>
 struct ExpTraits;
 template <>
 struct ExpTraits<float> {
   using Bits = std::int32_t;
   static constexpr float shifter = 12582912.0f;  // 1.5 * 2^23
-  static constexpr int mantissa = 23, bias = 127, k_min = -126, k_max = 127, degree = 7, expm1_degree = 10;
+  static constexpr int mantissa = 23, bias = 127, k_min = -126, k_max = 127, degree = 7;
+  static constexpr float v_max = 88.0f;  // e^88 = 1.7e38
 };
 template <>
 struct ExpTraits<double> {
   using Bits = std::int64_t;
   static constexpr double shifter = 6755399441055744.0;  // 1.5 * 2^52
-  static constexpr int mantissa = 52, bias = 1023, k_min = -1022, k_max = 1023, degree = 13, expm1_degree = 18;
+  static constexpr int mantissa = 52, bias = 1023, k_min = -1022, k_max = 1023, degree = 13;
+  static constexpr double v_max = 708.0;  // e^708 = 3.0e307
 };
 
 // (K-1)! / (K-1+j)!: the j-th coefficient of e^r's Taylor series taken from its term K on.
@@ -86,14 +89,17 @@ FUSEDRNN_INLINE S taylor_exp(S r) {
     return taylor_exp<S, K, Last, J + 1>(r) * r + c;
 }
 
+// v = k ln 2 + r with k = round(v / ln 2), |r| <= ln 2 / 2, and 2^k (k clamped to normal numbers:
+// e^-88 and e^-708 are below them).
 template <class S>
-FUSEDRNN_INLINE S exp_(S v) {
+FUSEDRNN_INLINE void reduce_exp(S v, S& r, S& scale) {
   using E = ExpTraits<S>;
   using Bits = typename E::Bits;
+  v = v > E::v_max ? E::v_max : v;
+  v = v < -E::v_max ? -E::v_max : v;
   const S t = v * S(1.4426950408889634) + E::shifter;  // k + shifter, rounded to nearest
   const S k = t - E::shifter;
-  const S r = (v - k * S(0.693145751953125)) - k * S(1.4286068203094173e-06);  // ln 2 split in two
-  const S p = taylor_exp<S, 1, E::degree>(r);
+  r = (v - k * S(0.693145751953125)) - k * S(1.4286068203094173e-06);  // ln 2 split in two
   Bits t_bits, s_bits;
   const S shifter = E::shifter;
   std::memcpy(&t_bits, &t, sizeof(S));
@@ -102,26 +108,32 @@ FUSEDRNN_INLINE S exp_(S v) {
   k_int = k_int < E::k_min ? Bits(E::k_min) : k_int;
   k_int = k_int > E::k_max ? Bits(E::k_max) : k_int;
   const Bits scale_bits = (k_int + E::bias) << E::mantissa;
-  S scale;
   std::memcpy(&scale, &scale_bits, sizeof(S));
-  return p * scale;
 }
 
-// tanh v = m / (m + 2) with m = e^u - 1, u = 2v (exact limits +-1). For |v| >= 1/2, m = exp_(u) - 1
-// does not cancel; for smaller |v| it would, and m = u (1 + u/2 + u^2/6 + ...) comes from its
-// Taylor series instead. Both are relatively accurate to a few ulps; the select between them
-// vectorizes, and there is one division.
+template <class S>
+FUSEDRNN_INLINE S exp_(S v) {
+  S r, scale;
+  reduce_exp(v, r, scale);
+  return taylor_exp<S, 1, ExpTraits<S>::degree>(r) * scale;
+}
+
+// tanh v = m / (m + 2) with m = e^u - 1, u = 2v (exact limits +-1), and one division. m comes
+// from exp's reduction u = k ln 2 + r: e^u - 1 = 2^k (e^r - 1) + (2^k - 1), with
+// e^r - 1 = r (1 + r/2 + r^2/6 + ...) from its Taylor series. Small |u| (k = 0) gives m = e^r - 1
+// itself, so nothing cancels; for k != 0, |m| > 0.29 while neither term exceeds ~2|m|. Relatively
+// accurate to a few ulps everywhere, without computing two candidates and selecting.
 template <class S>
 FUSEDRNN_INLINE S tanh_(S v) {
-  const S u = S(2) * v;
-  const S m_small = u * taylor_exp<S, 2, ExpTraits<S>::expm1_degree>(u);
-  const S m_large = exp_(u) - S(1);  // no cancellation for |u| >= 1
-  const S m = (v < S(0.5) && v > S(-0.5)) ? m_small : m_large;
+  S r, scale;
+  reduce_exp(S(2) * v, r, scale);
+  const S m = scale * (r * taylor_exp<S, 2, ExpTraits<S>::degree + 1>(r)) + (scale - S(1));
   return m / (m + S(2));
 }
 #endif
 
-// 1 / (1 + e^-v); for very negative v, e^-v overflows to inf and the result is exactly 0.
+// 1 / (1 + e^-v); for very negative v the result is 0: e^-v overflows to inf (libm), or saturates
+// at e^88 and the quotient, ~6e-39 in float, is a denormal the CPU kernels flush to zero.
 template <class S>
 FUSEDRNN_HOST_DEVICE S sigmoid(S v) {
   return S(1) / (S(1) + exp_(-v));
