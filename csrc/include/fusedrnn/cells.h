@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 // Always inlined: the CPU's pointwise loops vectorize only with the whole cell's math inlined into
 // them, and GCC's inliner drops exp_/tanh_ once a kernel has enough template instances (that cost
@@ -95,8 +96,20 @@ template <class S>
 FUSEDRNN_INLINE void reduce_exp(S v, S& r, S& scale) {
   using E = ExpTraits<S>;
   using Bits = typename E::Bits;
-  v = v > E::v_max ? E::v_max : v;
-  v = v < -E::v_max ? -E::v_max : v;
+  {  // |v| clamped to v_max keeping its sign and NaN, on the bits: a float select here kept GCC
+     // from vectorizing the cells' loops in the kernels (integer selects vectorize)
+    const S v_max = E::v_max, inf = std::numeric_limits<S>::infinity(), zero = S(-0.0);
+    Bits bits, max_bits, inf_bits, sign;
+    std::memcpy(&bits, &v, sizeof(S));
+    std::memcpy(&max_bits, &v_max, sizeof(S));
+    std::memcpy(&inf_bits, &inf, sizeof(S));
+    std::memcpy(&sign, &zero, sizeof(S));  // the sign bit alone
+    sign &= bits;
+    Bits magnitude = bits ^ sign;
+    magnitude = (magnitude > max_bits && magnitude <= inf_bits) ? max_bits : magnitude;  // NaN kept
+    bits = magnitude | sign;
+    std::memcpy(&v, &bits, sizeof(S));
+  }
   const S t = v * S(1.4426950408889634) + E::shifter;  // k + shifter, rounded to nearest
   const S k = t - E::shifter;
   r = (v - k * S(0.693145751953125)) - k * S(1.4286068203094173e-06);  // ln 2 split in two

@@ -1,14 +1,19 @@
-"""Innermost loops of the compiled kernels that move vector registers through the stack.
+"""Two code-generation faults no test of results can see, listed from the compiled kernels.
 
-A product loop whose accumulators the compiler could not keep in registers stores (and reloads)
+1. Innermost loops that move vector registers through the stack. A product loop whose accumulators the compiler could not keep in registers stores (and reloads)
 each of them at every iteration; that halved the B = 2 LSTM forward until 2026-11-23 and no test
 can see it, since the results are right. This disassembles the built extension (``objdump``) and
 lists, per function, the innermost loops (a backward jump with no other backward jump inside)
 that hold both FMAs and ``ymm``/``zmm`` loads or stores addressed off ``%rsp``. The cell's
 pointwise loops spill legitimately (many live vectors); a block product should never appear.
 
-Usage: ``python benchmarks/loop_spills.py [path/to/_C.so] [--isa avx2] [--all]`` (``--all`` also
-lists loops whose stack traffic is smaller than their FMA count).
+2. Scalar divisions (``vdivss``/``vdivsd``). Every division in the kernels is in a cell's pointwise
+math, which must be vectorized; a float select in exp's argument clamp once made GCC give up
+("control flow in loop") and run the whole cell math one lane at a time, 1.2-1.35x slower.
+
+Usage: ``python benchmarks/codegen_check.py [path/to/_C.so] [--isa avx2] [--all]`` (``--all`` also
+lists loops whose stack traffic is smaller than their FMA count). Prints one line per finding and
+the count on stderr.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 FUNCTION = re.compile(r"^[0-9a-f]+ <(?P<name>.*)>:$")
 INSTRUCTION = re.compile(r"^\s+(?P<addr>[0-9a-f]+):\s+(?P<text>.*)$")
 JUMP = re.compile(r"^j\w+\s+(?P<target>[0-9a-f]+)\b")
+SCALAR_DIVISION = re.compile(r"^vdivs[sd]\b")
 STACK_VECTOR = re.compile(r"[yz]mm\d+.*\(%rsp\)|\(%rsp\).*[yz]mm\d+")
 
 
@@ -67,8 +73,12 @@ def main() -> None:
             stack = sum(bool(STACK_VECTOR.search(t)) for t in body)
             if fmas >= 2 and stack > 0 and (args.all or stack >= fmas):
                 found += 1
-                print(f"{len(body):5d} instructions, {fmas:3d} FMAs, {stack:3d} stack moves: {name[:160]}")
-    print(f"{found} loop(s) listed", file=sys.stderr)
+                print(f"spill: {len(body):5d} instructions, {fmas:3d} FMAs, {stack:3d} stack moves: {name[:160]}")
+        divisions = sum(bool(SCALAR_DIVISION.match(text)) for _, text in code)
+        if divisions:
+            found += 1
+            print(f"scalar: {divisions} scalar divisions: {name[:160]}")
+    print(f"{found} finding(s)", file=sys.stderr)
 
 
 if __name__ == "__main__":
