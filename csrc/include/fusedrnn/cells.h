@@ -54,7 +54,8 @@ FUSEDRNN_HOST_DEVICE double tanh_(double v) { return ::tanh(v); }
 // built in the exponent bits. Rounding uses the 1.5 * 2^mantissa trick, whose low bits also hold
 // k as an integer. v is first clamped to +-v_max (e^v_max is finite), so that e^v saturates
 // instead of overflowing, +-inf and any huge v saturate too (the reduction of a v beyond ~1e7
-// gave garbage, and NaN through sigmoid and tanh), and NaN stays NaN (the clamp compares).
+// gave garbage, and NaN through sigmoid and tanh), and NaN stays NaN (its magnitude bits are above
+// infinity's, which the clamp compares against).
 template <class S>
 struct ExpTraits;
 template <>
@@ -90,8 +91,8 @@ FUSEDRNN_INLINE S taylor_exp(S r) {
     return taylor_exp<S, K, Last, J + 1>(r) * r + c;
 }
 
-// v = k ln 2 + r with k = round(v / ln 2), |r| <= ln 2 / 2, and 2^k (k clamped to normal numbers:
-// e^-88 and e^-708 are below them).
+// v = k ln 2 + r with k = round(v / ln 2), |r| <= ln 2 / 2, and 2^k (k clamped to normal numbers,
+// which only binds for float near e^-88).
 template <class S>
 FUSEDRNN_INLINE void reduce_exp(S v, S& r, S& scale) {
   using E = ExpTraits<S>;
