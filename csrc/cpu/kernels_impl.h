@@ -72,8 +72,9 @@ class FlushDenormals {
 
 // Storage for scratch of `bytes`, uninitialised. From 2 MB up it is aligned to 2 MB and, on Linux,
 // asked for in huge pages: a recurrent matrix read from memory at every step then streams without
-// a TLB miss and a restarted hardware prefetch every 4 KB (20-40% more bandwidth in the step's
-// loop here, docs/perf-notes.md). Where the kernel grants none, it stays in 4 KB pages.
+// a TLB miss and a restarted hardware prefetch every 4 KB (the step's loop streams ~15-25% faster
+// here, at the plain-read rate: docs/perf-notes.md). Where the kernel grants none, it stays in 4 KB
+// pages.
 struct FreeBytes {
   void operator()(unsigned char* p) const { std::free(p); }
 };

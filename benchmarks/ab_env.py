@@ -1,0 +1,48 @@
+"""In-process A/B of two variants of one build, switched by an environment variable per call.
+
+Two builds of ``fusedrnn._C`` cannot share a process (pybind11 registers its types globally), and
+alternating processes could not resolve 5% on the shared VM (neighbour load comes in bursts of
+seconds). So an experiment build reads ``VAR`` at each call and picks a variant; this alternates
+the values call by call (each timed call after an untimed call of the same value) and prints the
+10th percentile and median of each, with their ratios to the first value's.
+
+Usage: ``python benchmarks/ab_env.py "lstm 128 1 100 f" SECONDS VAR VALUE_A VALUE_B [...]``
+(cell, H = I, B, T, ``f`` forward or ``fb`` forward+backward).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+
+from fusedrnn import bench, functional
+
+
+def main() -> None:
+    config, seconds, var, values = sys.argv[1].split(), float(sys.argv[2]), sys.argv[3], sys.argv[4:]
+    cell, H, B, T, mode = config[0], int(config[1]), int(config[2]), int(config[3]), config[4]
+    cfg = bench.Config(cell, T, B, H, H)
+    fwd, both = bench._runner(functional, cfg, bench._arrays(cfg, np.float32))
+    call = fwd if mode == "f" else both
+    times: dict[str, list[float]] = {v: [] for v in values}
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for v in values:
+            os.environ[var] = v
+            call()
+            start = time.perf_counter()
+            call()
+            times[v].append(time.perf_counter() - start)
+    first = None
+    for v in values:
+        p10, median = np.percentile(np.array(times[v]) * 1e3, [10, 50])
+        first = first or (p10, median)
+        print(f"{var}={v:6s} n={len(times[v])} p10 {p10:.3f} ms, median {median:.3f} ms "
+              f"({p10 / first[0]:.3f}, {median / first[1]:.3f} of the first)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
