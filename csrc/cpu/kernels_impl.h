@@ -170,7 +170,7 @@ void pack_panels(MatrixView<S> src, index_t i0, index_t rows, index_t k0, index_
 }
 
 // A vector of kVectorBytes (GCC/Clang vector extensions: one source for every width; arithmetic
-// on it compiles to that ISA's SIMD instructions, a * b + c to FMA where the ISA has it).
+// on it compiles to that ISA's SIMD instructions; fma() is one rounding where the ISA has FMA).
 template <class S>
 struct Simd {
   typedef S V __attribute__((vector_size(kVectorBytes)));
@@ -197,6 +197,29 @@ struct Simd {
     for (int i = 0; i < W; ++i) v[i] = x;
     return v;
   }
+  // a * b + c, one rounding where the ISA has FMA. Spelled out for the products rather than left
+  // to -ffp-contract, so that every instantiation of a product (one row or eight, split or not)
+  // rounds alike whatever the compiler's contraction decides: a sequence's result must not depend
+  // on how many others run beside it.
+  static V fma(V a, V b, V c) {
+#if defined(__AVX512F__)
+    if constexpr (sizeof(V) == 64 && sizeof(S) == 4)
+      return reinterpret_cast<V>(_mm512_fmadd_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b),
+                                                 reinterpret_cast<__m512>(c)));
+    if constexpr (sizeof(V) == 64 && sizeof(S) == 8)
+      return reinterpret_cast<V>(_mm512_fmadd_pd(reinterpret_cast<__m512d>(a), reinterpret_cast<__m512d>(b),
+                                                 reinterpret_cast<__m512d>(c)));
+#endif
+#if defined(__FMA__)
+    if constexpr (sizeof(V) == 32 && sizeof(S) == 4)
+      return reinterpret_cast<V>(_mm256_fmadd_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b),
+                                                 reinterpret_cast<__m256>(c)));
+    if constexpr (sizeof(V) == 32 && sizeof(S) == 8)
+      return reinterpret_cast<V>(_mm256_fmadd_pd(reinterpret_cast<__m256d>(a), reinterpret_cast<__m256d>(b),
+                                                 reinterpret_cast<__m256d>(c)));
+#endif
+    return a * b + c;
+  }
 };
 
 template <class S>
@@ -212,7 +235,7 @@ void micro_kernel(index_t depth, const S* a, const S* b, S* c, index_t ldc, inde
     for (int v = 0; v < NV; ++v) bk[v] = Simd<S>::load(b + k * NR + v * W);
     for (int i = 0; i < MR; ++i) {
       const V ai = Simd<S>::broadcast(a[k * MR + i]);
-      for (int v = 0; v < NV; ++v) acc[i][v] += ai * bk[v];
+      for (int v = 0; v < NV; ++v) acc[i][v] = Simd<S>::fma(ai, bk[v], acc[i][v]);
     }
   }
   if (rows == MR && cols == NR) {
@@ -347,7 +370,7 @@ inline void block_product(const S* block, const S* v, index_t K, const S* bias, 
   for (index_t k = 0; k < K; ++k) {
     const V vk = Simd<S>::broadcast(v[k]);
     const S* bk = block + k * NV * W;
-    for (int i = 0; i < NV; ++i) acc[i] += Simd<S>::load(bk + i * W) * vk;
+    for (int i = 0; i < NV; ++i) acc[i] = Simd<S>::fma(Simd<S>::load(bk + i * W), vk, acc[i]);
   }
   for (int i = 0; i < NV; ++i) Simd<S>::store(out + i * W, acc[i]);
 }
@@ -376,7 +399,7 @@ FUSEDRNN_INLINE void block_product_step(const S* block, const S* const* v, index
   for (int g = 0; g < GG; ++g) rv[g] = Simd<S>::load(bk + g * U);
   for (int r = 0; r < Rows; ++r) {
     const V x = Simd<S>::broadcast(v[r][k]);
-    for (int g = 0; g < GG; ++g) acc[r][g] += rv[g] * x;
+    for (int g = 0; g < GG; ++g) acc[r][g] = Simd<S>::fma(rv[g], x, acc[r][g]);
   }
 }
 
