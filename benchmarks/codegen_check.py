@@ -11,9 +11,12 @@ pointwise loops spill legitimately (many live vectors); a block product should n
 each of their divisions is in a cell's pointwise math, which must be vectorized; a float select in exp's argument clamp once made GCC give up
 ("control flow in loop") and run the whole cell math one lane at a time, 1.2-1.35x slower.
 
-Usage: ``python benchmarks/codegen_check.py [path/to/_C.so] [--isa avx2] [--all]`` (``--all`` also
-lists loops whose stack traffic is smaller than their FMA count). Prints one line per finding and
-the count on stderr.
+Usage: ``python benchmarks/codegen_check.py [OBJECT_OR_LIBRARY] [--isa avx2] [--all]`` (``--all``
+also lists loops whose stack traffic is smaller than their FMA count). It needs the kernels'
+symbols: the default is the ISA's object file in the build tree (``build/*/CMakeFiles/
+fusedrnn_isa_<isa>.dir``, the code linked into ``_C``), since the installed ``_C`` is stripped;
+with no symbols of the ISA it says so and exits 2, never reporting a vacuous zero. Prints one line
+per finding and the count on stderr.
 """
 
 from __future__ import annotations
@@ -53,22 +56,35 @@ def innermost_loops(code: list[tuple[int, str]]) -> list[list[str]]:
     return loops
 
 
+def default_object(isa: str) -> Path:
+    """The newest object file of ``isa``'s kernels in the build tree, or else the installed ``_C``."""
+    root = Path(__file__).resolve().parent.parent / "build"
+    objects = sorted(root.glob(f"*/CMakeFiles/fusedrnn_isa_{isa}.dir/csrc/cpu/isa_{isa}.cpp.o"),
+                     key=lambda p: p.stat().st_mtime)  # fmt: skip
+    if objects:
+        return objects[-1]
+    from fusedrnn import _C
+
+    return Path(_C.__file__)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("library", nargs="?", help="the extension module (default: the installed fusedrnn._C)")
+    parser.add_argument("library", nargs="?", help="object file or extension module (default: the build tree's object of --isa)")
     parser.add_argument("--isa", default="avx2", help="only functions of this ISA's namespace")
     parser.add_argument("--all", action="store_true", help="also loops with less stack traffic than FMAs")
     args = parser.parse_args()
     if args.library is None:
-        from fusedrnn import _C
-
-        args.library = _C.__file__
+        args.library = default_object(args.isa)
     text = subprocess.run(["objdump", "-d", "-C", "--no-show-raw-insn", str(Path(args.library))],
                           check=True, capture_output=True, text=True).stdout  # fmt: skip
+    isa_functions = {name: code for name, code in functions(text).items() if f"::{args.isa}::" in name}
+    if not isa_functions:
+        print(f"no functions of namespace ::{args.isa}:: in {args.library} (stripped, or not compiled in)",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(2)
     found = 0
-    for name, code in functions(text).items():
-        if f"::{args.isa}::" not in name:
-            continue
+    for name, code in isa_functions.items():
         for body in innermost_loops(code):
             fmas = sum("vfmadd" in t or "vfnmadd" in t for t in body)
             stack = sum(bool(STACK_VECTOR.search(t)) for t in body)
