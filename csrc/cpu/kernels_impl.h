@@ -393,7 +393,11 @@ FUSEDRNN_INLINE void block_product_step(const S* block, const S* const* v, index
   constexpr int U = kUnits<S>;
   const S* bk = block + k * GG * U;
 #if defined(__x86_64__) || defined(_M_X64)
-  if constexpr (Stream) _mm_prefetch(reinterpret_cast<const char*>(bk) + kStreamAhead, _MM_HINT_T0);
+  // One prefetch per 64-byte line of the k step (GG vectors: 64 bytes for an AVX2 LSTM, 128 for an
+  // AVX-512 one; with one prefetch per step AVX-512 streamed R 1.2-1.3x slower than AVX2).
+  if constexpr (Stream)
+    for (int line = 0; line < static_cast<int>(GG * U * sizeof(S)); line += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(bk) + kStreamAhead + line, _MM_HINT_T0);
 #endif
   V rv[GG];
   for (int g = 0; g < GG; ++g) rv[g] = Simd<S>::load(bk + g * U);
