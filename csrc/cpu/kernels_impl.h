@@ -919,12 +919,19 @@ double fma_peak_gflops(long iterations) {
   return 2.0 * N * static_cast<double>(iterations) * ranks / s / 1e9 + 0.0 * sink[0];
 }
 
+void gemm_f32(index_t M, index_t N, index_t K, const float* A, const float* B, float* C) {
+  parallel([&](Team& team) {
+    FlushDenormals flush;
+    gemm<float>(team, M, N, K, {A, K, 1}, {B, N, 1}, C, N, false);
+  }, 2.0 * M * N * K);
+}
+
 }  // namespace
 
 #define FUSEDRNN_STR2(x) #x
 #define FUSEDRNN_STR(x) FUSEDRNN_STR2(x)
 extern const KernelTable table;
 const KernelTable table = {FUSEDRNN_STR(FUSEDRNN_ISA_NAMESPACE), forward_any<float>, forward_any<double>,
-                           backward_any<float>, backward_any<double>, fma_peak_gflops};
+                           backward_any<float>, backward_any<double>, fma_peak_gflops, gemm_f32};
 
 }  // namespace fusedrnn::cpu::FUSEDRNN_ISA_NAMESPACE

@@ -291,6 +291,51 @@ def _plot(rows: list[dict[str, Any]], path: str) -> None:
     print(f"chart written to {path}")
 
 
+def gemm_shapes(cfg: Config) -> list[tuple[str, int, int, int]]:
+    """(what, M, N, K) of the GEMMs one forward + backward of ``cfg`` runs (without a projection)."""
+    rows, gh = cfg.T * cfg.B, GATES[cfg.cell] * cfg.H
+    return [("x W_ih^T", rows, gh, cfg.I), ("dgates W_ih", rows, cfg.I, gh), ("dW_ih", gh, cfg.I, rows),
+            ("dW_hh", gh, cfg.H, rows)]  # fmt: skip
+
+
+def gemm_table(configs: list[Config], repeats: int, threads: int, peak: float) -> int:
+    """The kernels' GEMM (``_C.gemm``) against NumPy's ``@`` (its BLAS, limited to ``threads``) on
+    the shapes of ``configs``, after checking that they agree; the two alternate within each
+    repetition, so both see the same noise."""
+    from threadpoolctl import threadpool_limits
+
+    from . import _C
+
+    print(f"{'GEMM (float32, C = A B)':<40} {'M':>6} {'N':>6} {'K':>6} {'ours ms':>9} {'GFLOP/s':>7} {'peak':>6}"
+          f" {'numpy ms':>9} {'GFLOP/s':>7} {'ratio':>6}")  # fmt: skip
+    rng = np.random.default_rng(0)
+    ratios = []
+    with threadpool_limits(limits=threads):
+        for cfg in configs:
+            for what, M, N, K in gemm_shapes(cfg):
+                a = rng.standard_normal((M, K), dtype=np.float32)
+                b = rng.standard_normal((K, N), dtype=np.float32)
+                want = a.astype(np.float64) @ b.astype(np.float64)
+                err = float(np.max(np.abs(_C.gemm(a, b) - want)) / np.max(np.abs(want)))
+                if not err <= 1e-5:
+                    print(f"{cfg} {what}: the GEMM DISAGREES with float64: max relative error {err:.2e}")
+                    return 1
+                ours, theirs = [], []
+                _C.gemm(a, b), a @ b  # warm up
+                for _ in range(repeats):
+                    for fn, times in ((lambda: _C.gemm(a, b), ours), (lambda: a @ b, theirs)):
+                        t0 = time.perf_counter()
+                        fn()
+                        times.append(time.perf_counter() - t0)
+                t_ours, t_np = statistics.median(ours), statistics.median(theirs)
+                gf = 2.0 * M * N * K / 1e9
+                ratios.append(t_np / t_ours)
+                print(f"{str(cfg) + ' ' + what:<40} {M:6d} {N:6d} {K:6d} {t_ours * 1e3:9.3f} {gf / t_ours:7.1f}"
+                      f" {100 * gf / t_ours / peak:5.1f}% {t_np * 1e3:9.3f} {gf / t_np:7.1f} {t_np / t_ours:5.2f}x")
+    print(f"geometric mean speed-up over NumPy's sgemm: {float(np.exp(np.mean(np.log(ratios)))):.2f}x")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fusedrnn bench", description=__doc__)
     which = parser.add_mutually_exclusive_group()
@@ -303,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-torch", action="store_true", help="skip torch even when importable")
     parser.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime even when importable")
     parser.add_argument("--plot", metavar="PNG", help="write a chart (needs matplotlib)")
+    parser.add_argument("--gemm", action="store_true",
+                        help="time the kernels' own GEMM against NumPy's sgemm on the chosen configs' shapes")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cuda: the CUDA kernels against cuDNN through torch (its own table of sizes)")
     parser.add_argument("--cuda-path", choices=("auto", "persistent", "stepwise"), default="auto",
@@ -345,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(all libraries), numpy {np.__version__}, {', '.join(notes) or 'no torch/onnxruntime'}")  # fmt: skip
     print(f"float32 FMA peak measured on {threads} threads: {peak:.0f} GFLOP/s; times are medians; "
           "ratios are baseline time / fusedrnn time")
+    if args.gemm:
+        return gemm_table(configs, args.repeats, threads, peak)
     print(f"{'config (float32)':<32} {'fwd ms':>9} {'GFLOP/s':>7} {'peak':>6} {'f+b ms':>10} {'GFLOP/s':>7}")
     rows = run(configs, args.repeats, with_reference, with_torch, with_ort, peak)
     summary = _summary(rows)
