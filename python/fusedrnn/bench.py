@@ -300,8 +300,9 @@ def gemm_shapes(cfg: Config) -> list[tuple[str, int, int, int]]:
 
 def gemm_table(configs: list[Config], repeats: int, threads: int, peak: float) -> int:
     """The kernels' GEMM (``_C.gemm``) against NumPy's ``@`` (its BLAS, limited to ``threads``) on
-    the shapes of ``configs``, after checking that they agree; the two alternate within each
-    repetition, so both see the same noise."""
+    the shapes of ``configs``, after checking that they agree. Each is timed in a block of its own:
+    alternating call by call made ours 2x slower, since OpenBLAS's threads spin on the cores for a
+    while after each of its calls; a pause before our block lets the previous shape's spin end."""
     from threadpoolctl import threadpool_limits
 
     from . import _C
@@ -320,14 +321,9 @@ def gemm_table(configs: list[Config], repeats: int, threads: int, peak: float) -
                 if not err <= 1e-5:
                     print(f"{cfg} {what}: the GEMM DISAGREES with float64: max relative error {err:.2e}")
                     return 1
-                ours, theirs = [], []
-                _C.gemm(a, b), a @ b  # warm up
-                for _ in range(repeats):
-                    for fn, times in ((lambda: _C.gemm(a, b), ours), (lambda: a @ b, theirs)):
-                        t0 = time.perf_counter()
-                        fn()
-                        times.append(time.perf_counter() - t0)
-                t_ours, t_np = statistics.median(ours), statistics.median(theirs)
+                time.sleep(0.2)
+                t_ours = _median_seconds(lambda: _C.gemm(a, b), repeats)
+                t_np = _median_seconds(lambda: a @ b, repeats)
                 gf = 2.0 * M * N * K / 1e9
                 ratios.append(t_np / t_ours)
                 print(f"{str(cfg) + ' ' + what:<40} {M:6d} {N:6d} {K:6d} {t_ours * 1e3:9.3f} {gf / t_ours:7.1f}"
