@@ -498,11 +498,12 @@ FUSEDRNN_INLINE void load_lanes(const S* src, index_t n, S* dst) {
 
 // One step at time t for the blocks [blk0, blk1) of hidden units. gates_t [B, GH] holds W x + b_w
 // on entry and the activated gates on exit; h [B, P] and c [B, H] enter the step; the cell's output
-// goes to h_next and y_t, or with a projection to m_t [B, H] (then project_step).
+// goes to h_next and y_t, or with a projection to m_t [B, H] (then project_step). gates_next is the
+// next step's gates_t (nullptr at the last step).
 template <class Cell, bool Project, bool Stream, class S>
 void forward_step(const Sizes& n, index_t t, bool descending, long blk0, long blk1, const S* r_packed,
-                  const S* b_packed, const S* h, const S* c, S* gates_t, S* h_next, S* c_next, S* y_t, S* aux_t,
-                  S* m_t) {
+                  const S* b_packed, const S* h, const S* c, S* gates_t, const S* gates_next, S* h_next, S* c_next,
+                  S* y_t, S* aux_t, S* m_t) {
   constexpr int G = Cell::G, U = kUnits<S>, GG = kGateGroup<G>, MaxRows = kMaxRows<GG>;
   const index_t B = n.B, H = n.H, P = n.P, GH = G * H;
   const int split = k_split<GG>(B);
@@ -510,6 +511,18 @@ void forward_step(const Sizes& n, index_t t, bool descending, long blk0, long bl
     const index_t blk = descending ? blk1 - 1 - i : blk0 + i;
     const S* rp = r_packed + blk * P * G * U;
     const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
+    // W x + b of the block after this one, or at the last block of this block at the next step
+    // (the next step starts where this one ends). The GEMM wrote them long before, so they come
+    // from L3 or memory: asked for one block ahead, they no longer stall the cell math (their loads
+    // were half of its time at LSTM H = 256, B = 1).
+    {
+      const bool last = i + 1 == blk1 - blk0;
+      const S* ahead = last ? gates_next : gates_t;
+      const index_t ahead_j0 = (last ? blk : descending ? blk - 1 : blk + 1) * U;
+      if (ahead)
+        for (index_t b = 0; b < B; ++b)
+          for (int g = 0; g < G; ++g) __builtin_prefetch(ahead + b * GH + g * H + ahead_j0);
+    }
     index_t group[MaxRows];
     int rows = 0;
     for (index_t b = 0; b < B; ++b) {
@@ -631,8 +644,9 @@ void forward_impl(const ForwardParams<S>& p) {
       if (p.h_prev) copy_columns(h, p.h_prev + t * BP, P, p_lo, p_hi);
       if (lstm && p.c_prev) copy_columns(c, p.c_prev + t * BH, H, h_lo, h_hi);
       S* m_t = Project ? (p.m ? p.m + t * BH : m_work) : nullptr;
-      step(n, t, s % 2 == 1, blk0, blk1, r_packed.get(), b_packed.get(), h, c, p.gates + t * B * GH, h_next, c_next,
-           p.y + t * BP, p.aux ? p.aux + t * BH : nullptr, m_t);
+      const S* gates_next = s + 1 < T ? p.gates + n.time_of(s + 1) * B * GH : nullptr;
+      step(n, t, s % 2 == 1, blk0, blk1, r_packed.get(), b_packed.get(), h, c, p.gates + t * B * GH, gates_next,
+           h_next, c_next, p.y + t * BP, p.aux ? p.aux + t * BH : nullptr, m_t);
       if constexpr (Project) {
         team.barrier();  // m complete
         project_step(n, t, pblk0, pblk1, hr_packed.get(), m_t, h, h_next, p.y + t * BP);
