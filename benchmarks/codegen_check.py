@@ -32,7 +32,11 @@ INSTRUCTION = re.compile(r"^\s+(?P<addr>[0-9a-f]+):\s+(?P<text>.*)$")
 JUMP = re.compile(r"^j\w+\s+(?P<target>[0-9a-f]+)\b")
 CELL_MATH = re.compile(r"::(forward_step|backward_block|backward_walk\w*)<")  # where the cells' math is inlined
 SCALAR_DIVISION = re.compile(r"^vdivs[sd]\b")
-STACK_VECTOR = re.compile(r"[yz]mm\d+.*\(%rsp\)|\(%rsp\).*[yz]mm\d+")
+# A ymm/zmm operand off the stack, or a whole-xmm vector move to or from it (GCC 12 built AVX-512
+# broadcasts from four 16-byte stores and a 64-byte reload: the FMAs' stack reads alone were fewer
+# than the FMAs, so counting only ymm/zmm missed it).
+STACK_VECTOR = re.compile(r"[yz]mm\d+.*\(%rsp\)|\(%rsp\).*[yz]mm\d+|^vmov(?:aps|ups|apd|upd|dq[au]\d*)\s.*%xmm\d+.*\(%rsp\)"
+                          r"|^vmov(?:aps|ups|apd|upd|dq[au]\d*)\s.*\(%rsp\).*%xmm\d+")
 
 
 def functions(disassembly: str) -> dict[str, list[tuple[int, str]]]:
