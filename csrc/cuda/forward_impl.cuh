@@ -1,7 +1,8 @@
 // The forward of one layer and direction on the GPU, templated on the cell, the projection and
 // the storage type; included by forward_<cell>.cu only.
 //
-// 1. gates[T*B, GH] = x W^T + b_w for all steps: one GEMM (gemm.cu).
+// 1. xw[T*B, GH] = x W^T + b_w for all steps: one GEMM (gemm.cu), in acc_t<S> (for float and
+//    double xw is the gates array; the activated gates replace it step by step).
 // 2. The recurrence, by one of two paths:
 //    - stepwise: per step, forward_step_kernel computes R h + b_r for a tile of (32 units x 8
 //      sequences) with a shared-memory tiled product and runs the cell's pointwise math on it at
@@ -14,6 +15,8 @@
 //    The state h (and c) is carried in acc_t<S> (float32 for the half types).
 // The tape and every output follow conventions.h exactly as the CPU kernels write them.
 #pragma once
+
+#include <type_traits>
 
 #include "step_common.cuh"
 
@@ -30,8 +33,9 @@ namespace cg = cooperative_groups;
 // projected, m_work [B, H] receives m = o * tanh(c)).
 template <class Cell, bool Project, class S>
 __global__ void __launch_bounds__(kStepThreads)
-    forward_step_kernel(ForwardParams<S> p, index_t t, const acc_t<S>* __restrict__ h, const acc_t<S>* __restrict__ c,
-                        acc_t<S>* __restrict__ h_next, acc_t<S>* __restrict__ c_next, acc_t<S>* __restrict__ m_work) {
+    forward_step_kernel(ForwardParams<S> p, const acc_t<S>* xw, index_t t, const acc_t<S>* __restrict__ h,
+                        const acc_t<S>* __restrict__ c, acc_t<S>* __restrict__ h_next, acc_t<S>* __restrict__ c_next,
+                        acc_t<S>* __restrict__ m_work) {
   using A = acc_t<S>;
   constexpr int G = Cell::G;
   constexpr bool lstm = Cell::kHasCellState;
@@ -65,7 +69,7 @@ __global__ void __launch_bounds__(kStepThreads)
     A xp[G], hp[G], a[G];
 #pragma unroll
     for (int g = 0; g < G; ++g) {
-      xp[g] = to_acc(gt[g * H]);
+      xp[g] = xw[row * GH + g * H + j];
       hp[g] = acc[g] + (p.b_hh ? to_acc(p.b_hh[g * H + j]) : A(0));
     }
     const A h_old = Project ? A(0) : h[b * P + j];
@@ -116,7 +120,7 @@ __global__ void __launch_bounds__(kStepThreads)
 }
 
 template <class Cell, bool Project, class S>
-void forward_stepwise(const ForwardParams<S>& p, cudaStream_t stream) {
+void forward_stepwise(const ForwardParams<S>& p, const acc_t<S>* xw, cudaStream_t stream) {
   using A = acc_t<S>;
   constexpr bool lstm = Cell::kHasCellState;
   const Sizes& n = p.n;
@@ -134,7 +138,7 @@ void forward_stepwise(const ForwardParams<S>& p, cudaStream_t stream) {
     A* h = h_buf[s % 2];
     A* h_next = h_buf[(s + 1) % 2];
     forward_step_kernel<Cell, Project, S>
-        <<<grid_h, block, 0, stream>>>(p, t, h, c_buf[s % 2], h_next, c_buf[(s + 1) % 2], m_work);
+        <<<grid_h, block, 0, stream>>>(p, xw, t, h, c_buf[s % 2], h_next, c_buf[(s + 1) % 2], m_work);
     check_launch("forward_step_kernel");
     if constexpr (Project) {
       project_step_kernel<S><<<grid_p, block, 0, stream>>>(p, t, m_work, h, h_next);
@@ -153,8 +157,8 @@ void forward_stepwise(const ForwardParams<S>& p, cudaStream_t stream) {
 // (projection). Both are read by every block, so through L2 (load_cg / store_cg).
 template <class Cell, bool Project, class S>
 __global__ void __launch_bounds__(kPersistentThreads)
-    persistent_forward_kernel(ForwardParams<S> p, int U, int Up, int bc, acc_t<S>* __restrict__ h_buf,
-                              acc_t<S>* __restrict__ m_work) {
+    persistent_forward_kernel(ForwardParams<S> p, const acc_t<S>* xw, int U, int Up, int bc,
+                              acc_t<S>* __restrict__ h_buf, acc_t<S>* __restrict__ m_work) {
   using A = acc_t<S>;
   constexpr int G = Cell::G;
   constexpr bool lstm = Cell::kHasCellState;
@@ -228,7 +232,7 @@ __global__ void __launch_bounds__(kPersistentThreads)
       A xp[G], hpv[G], a[G];
 #pragma unroll
       for (int g = 0; g < G; ++g) {
-        xp[g] = to_acc(gt[g * H]);
+        xp[g] = xw[row * GH + g * H + j];
         hpv[g] = hp[b * G * U + g * U + u] + (p.b_hh ? to_acc(p.b_hh[g * H + j]) : A(0));
       }
       A h_old = A(0);
@@ -312,7 +316,8 @@ PersistentPlan plan_persistent_forward(const Sizes& n) {
 }
 
 template <class Cell, bool Project, class S>
-void forward_persistent(const ForwardParams<S>& p, const PersistentPlan& plan, cudaStream_t stream) {
+void forward_persistent(const ForwardParams<S>& p, const acc_t<S>* xw, const PersistentPlan& plan,
+                        cudaStream_t stream) {
   using A = acc_t<S>;
   const Sizes& n = p.n;
   const index_t B = n.B, H = n.H, P = n.P;
@@ -321,7 +326,7 @@ void forward_persistent(const ForwardParams<S>& p, const PersistentPlan& plan, c
   int U = plan.units, Up = plan.columns, bc = plan.chunk;
   A* h_buf = ws.as<A>(0);
   A* m_work = Project ? ws.as<A>(2 * B * P) : nullptr;
-  void* args[] = {&params, &U, &Up, &bc, &h_buf, &m_work};
+  void* args[] = {&params, &xw, &U, &Up, &bc, &h_buf, &m_work};
   FUSEDRNN_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(
                                                       persistent_forward_kernel<Cell, Project, S>),
                                                   dim3(plan.blocks), dim3(kPersistentThreads), args, plan.smem,
@@ -361,12 +366,23 @@ void forward_run(const ForwardParams<S>& p, cudaStream_t stream, Path path) {
     plan = plan_persistent_forward<Cell, Project, S>(n);
     persistent = plan.reason.empty();
   }
-  // Input projection for all steps: gates[t, b, :] = b_w + x[t, b, :] W^T.
-  gemm<S>(T * B, GH, I, View<S>{p.x, I, 1}, View<S>{p.w_ih, 1, I}, p.gates, GH, p.b_ih, stream);
-  if (persistent)
-    forward_persistent<Cell, Project, S>(p, plan, stream);
+  // Input projection for all steps: xw[t, b, :] = b_w + x[t, b, :] W^T, in the accumulation type.
+  // For float and double that is the gates array itself (each element is read once, then replaced
+  // by the activated gate); a half type gets a float32 workspace, so that nothing is rounded to 16
+  // bits before the nonlinearity: rounded, a relu pre-activation near 0 could land on the other
+  // side of the kink (an O(1) error in its gradient; bfloat16 Elman-relu tests failed so).
+  using A = acc_t<S>;
+  Workspace xw_ws(std::is_same_v<A, S> ? 0 : sizeof(A) * static_cast<std::size_t>(T * B * GH), stream);
+  A* xw;
+  if constexpr (std::is_same_v<A, S>)
+    xw = p.gates;
   else
-    forward_stepwise<Cell, Project, S>(p, stream);
+    xw = xw_ws.as<A>();
+  gemm<S, A>(T * B, GH, I, View<S>{p.x, I, 1}, View<S>{p.w_ih, 1, I}, xw, GH, p.b_ih, stream);
+  if (persistent)
+    forward_persistent<Cell, Project, S>(p, xw, plan, stream);
+  else
+    forward_stepwise<Cell, Project, S>(p, xw, stream);
 }
 
 }  // namespace

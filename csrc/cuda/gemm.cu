@@ -2,6 +2,8 @@
 // sums, and small element-wise helpers. A plain shared-memory tiled GEMM (no cuBLAS, to keep the
 // wheel small): 64 x 64 output tiles, depth 16 per stage, 256 threads with 4 x 4 outputs each.
 // Each output element is summed by one thread over k in order: bitwise deterministic.
+#include <type_traits>
+
 #include "kernels.cuh"
 
 namespace fusedrnn::cuda {
@@ -12,9 +14,9 @@ constexpr int kBM = 64, kBN = 64, kBK = 16, kGemmThreads = 256;
 // Block (bx, by) computes C[bx*64 .. +64, by*64 .. +64]; thread (tx, ty) = (tid % 16, tid / 16)
 // computes rows ty + 16 i and columns tx + 16 j, i, j < 4 (strided, so that a warp's shared
 // memory reads are broadcasts (A) or consecutive (B)).
-template <class S>
+template <class S, class Out>
 __global__ void __launch_bounds__(kGemmThreads)
-    gemm_kernel(index_t M, index_t N, index_t K, View<S> A, View<S> B, S* __restrict__ C, index_t ldc,
+    gemm_kernel(index_t M, index_t N, index_t K, View<S> A, View<S> B, Out* __restrict__ C, index_t ldc,
                 const S* __restrict__ bias) {
   using Acc = acc_t<S>;
   __shared__ Acc As[kBK][kBM + 1];  // As[k][m] = A(m0 + m, k0 + k); +1: no bank conflicts on stores
@@ -79,7 +81,10 @@ __global__ void __launch_bounds__(kGemmThreads)
           const index_t gn = n0 + tx + 16 * j;
           if (gn >= N) continue;
           const Acc base = bias ? to_acc(bias[gn]) : Acc(0);
-          C[gm * ldc + gn] = from_acc<S>(base + acc[i][j]);
+          if constexpr (std::is_same_v<Out, Acc>)
+            C[gm * ldc + gn] = base + acc[i][j];
+          else
+            C[gm * ldc + gn] = from_acc<S>(base + acc[i][j]);
         }
       }
     }
@@ -125,12 +130,12 @@ __global__ void from_acc_kernel(const acc_t<S>* __restrict__ src, S* __restrict_
 
 }  // namespace
 
-template <class S>
-void gemm(index_t M, index_t N, index_t K, View<S> A, View<S> B, S* C, index_t ldc, const S* bias,
+template <class S, class Out>
+void gemm(index_t M, index_t N, index_t K, View<S> A, View<S> B, Out* C, index_t ldc, const S* bias,
           cudaStream_t stream) {
   if (M <= 0 || N <= 0) return;
   const dim3 grid(capped_grid((M + kBM - 1) / kBM, 2147483647), capped_grid((N + kBN - 1) / kBN, 65535));
-  gemm_kernel<S><<<grid, kGemmThreads, 0, stream>>>(M, N, K < 0 ? 0 : K, A, B, C, ldc, bias);
+  gemm_kernel<S, Out><<<grid, kGemmThreads, 0, stream>>>(M, N, K < 0 ? 0 : K, A, B, C, ldc, bias);
   check_launch("gemm_kernel");
 }
 
@@ -164,7 +169,7 @@ void from_acc_async(const acc_t<S>* src, S* dst, index_t n, cudaStream_t stream)
 }
 
 #define FUSEDRNN_INSTANTIATE(S)                                                                              \
-  template void gemm<S>(index_t, index_t, index_t, View<S>, View<S>, S*, index_t, const S*, cudaStream_t);    \
+  template void gemm<S, S>(index_t, index_t, index_t, View<S>, View<S>, S*, index_t, const S*, cudaStream_t); \
   template void column_sums<S>(const S*, index_t, index_t, S*, cudaStream_t);                               \
   template void zero_padding_typed<S>(S*, index_t, index_t, index_t, const std::int64_t*, cudaStream_t);    \
   template void to_acc_async<S>(const S*, acc_t<S>*, index_t, cudaStream_t);                                \
@@ -174,5 +179,9 @@ FUSEDRNN_INSTANTIATE(double)
 FUSEDRNN_INSTANTIATE(__half)
 FUSEDRNN_INSTANTIATE(__nv_bfloat16)
 #undef FUSEDRNN_INSTANTIATE
+template void gemm<__half, float>(index_t, index_t, index_t, View<__half>, View<__half>, float*, index_t,
+                                  const __half*, cudaStream_t);
+template void gemm<__nv_bfloat16, float>(index_t, index_t, index_t, View<__nv_bfloat16>, View<__nv_bfloat16>,
+                                         float*, index_t, const __nv_bfloat16*, cudaStream_t);
 
 }  // namespace fusedrnn::cuda

@@ -16,9 +16,11 @@ struct View {
 
 // C[M, N] (row stride ldc) = (bias ? bias[n] : 0) + sum_k A(m, k) B(k, n), accumulated in acc_t<S>
 // over k in order: each element is computed by one thread, so results are deterministic. M, N or K
-// may be 0 (K = 0 writes the bias or zeros). gemm.cu.
-template <class S>
-void gemm(index_t M, index_t N, index_t K, View<S> A, View<S> B, S* C, index_t ldc, const S* bias,
+// may be 0 (K = 0 writes the bias or zeros). C has the storage type S, or (Out = acc_t<S>) the
+// accumulation type: the forward's input projection of a half type stays in float32 until the
+// cell's nonlinearity has used it. gemm.cu.
+template <class S, class Out = S>
+void gemm(index_t M, index_t N, index_t K, View<S> A, View<S> B, Out* C, index_t ldc, const S* bias,
           cudaStream_t stream);
 
 // out[c] = sum over rows r in order of M[r * cols + c] (rows may be 0: zeros). gemm.cu.
