@@ -1,7 +1,7 @@
 #!/bin/bash
 # One call on a lent GPU machine (the `device` tool): build, test, sanitise and time in one go,
 # stage by stage under time limits, logs under $OUT. Usage, from the repository root:
-#   bash benchmarks/gpu_check.sh [STAGES]     STAGES: any of build,smoke,tests,bench,isa,sanitize
+#   bash benchmarks/gpu_check.sh [STAGES]     STAGES: any of build,smoke,tests,bench,steps,isa,sanitize
 # (default: all, in that order: the most telling first, for a call cut short). The build is a plain CMake build into build/gpu (the machine has
 # pybind11, ninja and nvcc but no network); the modules are copied into python/fusedrnn and the
 # package is imported from there (PYTHONPATH), so nothing is pip-installed.
@@ -9,7 +9,7 @@ set -u
 OUT=${OUT:-/tmp/gpu_check}
 LOG=$OUT/logs  # packed into $OUT/logs.tgz at the end: the device tool returns at most 8 files
 mkdir -p "$LOG"
-STAGES=${1:-build,smoke,tests,bench,isa,sanitize}
+STAGES=${1:-build,smoke,tests,bench,steps,isa,sanitize}
 PY=${PYTHON:-python3}
 export PY OUT
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/python${PYTHONPATH:+:$PYTHONPATH}
@@ -68,6 +68,10 @@ fi
 if has bench; then
   stage bench 150 bench.log "$PY" -m fusedrnn bench --device cuda --repeats 10
   cat "$LOG/bench.log"
+fi
+if has steps; then  # where a persistent step's time goes (benchmarks/gpu_step_latency.py)
+  stage steps 120 steps.log "$PY" benchmarks/gpu_step_latency.py --repeats 20
+  cat "$LOG/steps.log"
 fi
 if has isa; then  # the CPU kernels on this machine's ISAs (AVX-512 where the CPU has it)
   stage isa 120 isa.log "$PY" -m pytest tests/test_isa_threads.py tests/test_cpu.py -q -n 8 --timeout 200 --tb=short \

@@ -1,0 +1,78 @@
+"""Per-step latency of the CUDA forward paths: where a persistent step's time goes.
+
+The marginal time of T more steps (a forward of 2T steps minus one of T steps, medians of
+CUDA-event timings, no tape) removes the per-call costs (input GEMM launch, allocations, argument
+checks). H = 16 measures what a step costs with almost no work: the grid barrier and the
+dependent chain of the step (product, cell math, the store of h and its read by every block);
+larger H adds the product. Each row runs the persistent and the stepwise path, fp32 and bf16.
+
+Usage (on a GPU machine): ``python benchmarks/gpu_step_latency.py [--repeats 30]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import numpy as np
+
+from fusedrnn import cuda
+
+
+def per_step_us(torch, cell: str, H: int, B: int, T: int, dtype: str, path: str, repeats: int) -> float:
+    G = {"lstm": 4, "gru": 3}.get(cell, 1)
+    rng = np.random.default_rng(0)
+    s = 1 / np.sqrt(H)
+
+    def dev(a: np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(a)).to("cuda", getattr(torch, dtype))
+
+    x = dev(rng.standard_normal((2 * T, B, H)))
+    h0, c0 = dev(rng.standard_normal((B, H))), dev(rng.standard_normal((B, H)))
+    w, r = dev(rng.uniform(-s, s, (G * H, H))), dev(rng.uniform(-s, s, (G * H, H)))
+    b = dev(rng.uniform(-s, s, G * H))
+
+    def median_ms(steps: int) -> float:
+        xs = x[:steps]
+
+        def run():
+            return cuda.forward(cell, xs, h0, c0 if cell == "lstm" else None, w, r, b, b, None, False, False,
+                                path=path)  # fmt: skip
+
+        for _ in range(3):
+            run()
+        times = []
+        for _ in range(repeats):
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            run()
+            stop.record()
+            stop.synchronize()
+            times.append(start.elapsed_time(stop))
+        return statistics.median(times)
+
+    return (median_ms(2 * T) - median_ms(T)) / T * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    import torch
+
+    print(f"{torch.cuda.get_device_name()}: marginal us per forward step (2T - T steps, T = 200)")
+    print(f"{'cell':5s} {'H':>5s} {'B':>3s} {'dtype':9s} {'persistent':>11s} {'stepwise':>9s}")
+    for cell, H, B in (("lstm", 16, 1), ("lstm", 512, 1), ("lstm", 1024, 1), ("lstm", 512, 16), ("lstm", 1024, 16),
+                       ("gru", 512, 16)):  # fmt: skip
+        for dtype in ("float32", "bfloat16"):
+            row = []
+            for path in ("persistent", "stepwise"):
+                try:
+                    row.append(f"{per_step_us(torch, cell, H, B, 200, dtype, path, args.repeats):.2f}")
+                except RuntimeError as e:  # the persistent path cannot run this size
+                    row.append("n/a" if "persistent" in str(e) else "error")
+            print(f"{cell:5s} {H:5d} {B:3d} {dtype:9s} {row[0]:>11s} {row[1]:>9s}")
+
+
+if __name__ == "__main__":
+    main()
