@@ -153,6 +153,24 @@ struct Tile {
 // dst[p][k][r] = src(i0 + p*R + r, k0 + k), zero past `rows`.
 template <class S, int R>
 void pack_panels(MatrixView<S> src, index_t i0, index_t rows, index_t k0, index_t depth, S* dst) {
+  if (src.row_stride == 1) {
+    // A transposed operand (the backward's dgates^T, x and W): for each k the rows are adjacent.
+    // Read k by k, each a run of `rows` in order, and scatter it over the panels; panel by panel,
+    // every k jumped to another row of the source (4 KB apart at H = 256), one miss per k.
+    for (index_t k = 0; k < depth; ++k) {
+      const S* run = src.data + i0 + (k0 + k) * src.col_stride;
+      for (index_t p = 0; p < rows; p += R) {
+        const index_t valid = std::min<index_t>(R, rows - p);
+        S* out = dst + p * depth + k * R;
+        if (valid == R) {
+          std::memcpy(out, run + p, sizeof(S) * R);
+        } else {
+          for (index_t r = 0; r < R; ++r) out[r] = r < valid ? run[p + r] : S(0);
+        }
+      }
+    }
+    return;
+  }
   for (index_t p = 0; p < rows; p += R) {
     const index_t valid = std::min<index_t>(R, rows - p);
     S* out = dst + p * depth;
