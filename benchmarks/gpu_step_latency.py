@@ -12,11 +12,11 @@ Usage (on a GPU machine): ``python benchmarks/gpu_step_latency.py [--repeats 30]
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import numpy as np
 
 from fusedrnn import cuda
+from fusedrnn.bench_cuda import _event_median_ms
 
 
 def per_step_us(torch, cell: str, H: int, B: int, T: int, dtype: str, path: str, repeats: int) -> float:
@@ -34,22 +34,8 @@ def per_step_us(torch, cell: str, H: int, B: int, T: int, dtype: str, path: str,
 
     def median_ms(steps: int) -> float:
         xs = x[:steps]
-
-        def run():
-            return cuda.forward(cell, xs, h0, c0 if cell == "lstm" else None, w, r, b, b, None, False, False,
-                                path=path)  # fmt: skip
-
-        for _ in range(3):
-            run()
-        times = []
-        for _ in range(repeats):
-            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            run()
-            stop.record()
-            stop.synchronize()
-            times.append(start.elapsed_time(stop))
-        return statistics.median(times)
+        return _event_median_ms(torch, lambda: cuda.forward(cell, xs, h0, c0 if cell == "lstm" else None, w, r, b, b,
+                                                            None, False, False, path=path), repeats)  # fmt: skip
 
     return (median_ms(2 * T) - median_ms(T)) / T * 1e3
 
