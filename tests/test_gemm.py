@@ -27,6 +27,18 @@ def test_gemm_matches_float64(M: int, N: int, K: int, rng: np.random.Generator) 
     np.testing.assert_array_equal(b, b_before)
 
 
+@pytest.mark.parametrize("transpose_a,transpose_b", [(True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("M,N,K", [(7, 33, 5), (97, 65, 257), (40, 50, 2100)])
+def test_gemm_transposed_operands(M: int, N: int, K: int, transpose_a: bool, transpose_b: bool,
+                                  rng: np.random.Generator) -> None:  # fmt: skip
+    a = rng.standard_normal((K, M) if transpose_a else (M, K), dtype=np.float32)
+    b = rng.standard_normal((N, K) if transpose_b else (K, N), dtype=np.float32)
+    c = _C.gemm(a, b, transpose_a, transpose_b)
+    want = (a.T if transpose_a else a).astype(np.float64) @ (b.T if transpose_b else b).astype(np.float64)
+    assert c.shape == (M, N) and np.all(np.isfinite(c))
+    assert np.max(np.abs(c - want)) <= 1e-5 * max(np.max(np.abs(want)), 1.0) * np.sqrt(K + 1)
+
+
 def test_gemm_is_the_same_for_every_thread_count(rng: np.random.Generator) -> None:
     a = rng.standard_normal((150, 300), dtype=np.float32)
     b = rng.standard_normal((300, 70), dtype=np.float32)
@@ -45,7 +57,9 @@ def test_gemm_is_the_same_for_every_thread_count(rng: np.random.Generator) -> No
 def test_gemm_rejects_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match=r"a must have shape \(M, K\)"):
         _C.gemm(np.ones((2, 3), np.float32), np.ones((4, 5), np.float32))
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match=r"with transpose_b"):
+        _C.gemm(np.ones((2, 3), np.float32), np.ones((3, 5), np.float32), False, True)
+    with pytest.raises(ValueError, match="2-D"):
         _C.gemm(np.ones(3, np.float32), np.ones((3, 5), np.float32))
 
 
@@ -53,6 +67,6 @@ def test_bench_gemm_mode_prints_every_shape(capsys: pytest.CaptureFixture[str]) 
     cfg = bench.Config("gru", 3, 2, 5, 7)
     assert bench.gemm_table([cfg], repeats=2, threads=1, peak=100.0) == 0
     out = capsys.readouterr().out
-    for what, M, N, K in bench.gemm_shapes(cfg):
+    for what, *_ in bench.gemm_shapes(cfg):
         assert f"{cfg} {what}" in out
     assert "geometric mean speed-up over NumPy's sgemm" in out

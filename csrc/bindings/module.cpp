@@ -180,19 +180,29 @@ PYBIND11_MODULE(_C, m) {
     py::gil_scoped_release release;
     return cpu::kernels().fma_peak_gflops(iterations);
   }, py::arg("iterations") = 20000000L);
-  m.def("gemm", [](py::array_t<float, py::array::c_style> a, py::array_t<float, py::array::c_style> b) {
-    if (a.ndim() != 2 || b.ndim() != 2 || a.shape(1) != b.shape(0))
-      throw py::value_error("gemm: a must have shape (M, K) and b shape (K, N), float32");
-    const index_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
-    py::array_t<float> c({M, N});
-    const float *pa = a.data(), *pb = b.data();
-    float* pc = c.mutable_data();
-    {
-      py::gil_scoped_release release;
-      cpu::kernels().gemm_f32(M, N, K, pa, pb, pc);
-    }
-    return c;
-  }, "a @ b through the kernels' own GEMM (float32, C-contiguous copies made as needed; for benchmarks and tests)");
+  m.def(
+      "gemm",
+      [](py::array_t<float, py::array::c_style> a, py::array_t<float, py::array::c_style> b, bool transpose_a,
+         bool transpose_b) {
+        if (a.ndim() != 2 || b.ndim() != 2)
+          throw py::value_error("gemm: a and b must be 2-D float32 arrays");
+        const index_t M = a.shape(transpose_a ? 1 : 0), K = a.shape(transpose_a ? 0 : 1);
+        const index_t N = b.shape(transpose_b ? 0 : 1);
+        if (b.shape(transpose_b ? 1 : 0) != K)
+          throw py::value_error("gemm: a must have shape (M, K) ((K, M) with transpose_a) and b shape (K, N) "
+                                "((N, K) with transpose_b)");
+        py::array_t<float> c({M, N});
+        const float *pa = a.data(), *pb = b.data();
+        float* pc = c.mutable_data();
+        {
+          py::gil_scoped_release release;
+          cpu::kernels().gemm_f32(M, N, K, pa, transpose_a, pb, transpose_b, pc);
+        }
+        return c;
+      },
+      py::arg("a"), py::arg("b"), py::arg("transpose_a") = false, py::arg("transpose_b") = false,
+      "op(a) @ op(b) through the kernels' own GEMM (float32; C-contiguous copies made as needed; for "
+      "benchmarks and tests)");
 
   py::enum_<CellKind>(m, "CellKind")
       .value("rnn_tanh", CellKind::rnn_tanh)

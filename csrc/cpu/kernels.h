@@ -19,9 +19,11 @@ struct KernelTable {
   void (*backward_f32)(CellKind, const BackwardParams<float>&);
   void (*backward_f64)(CellKind, const BackwardParams<double>&);
   double (*fma_peak_gflops)(long iterations);  // float32, all threads: the benchmarks' yardstick
-  // C [M, N] = A [M, K] B [K, N], row-major float32, all threads: the kernels' GEMM on its own, for
-  // the benchmark against NumPy's sgemm (`bench --gemm`) and its test.
-  void (*gemm_f32)(index_t M, index_t N, index_t K, const float* A, const float* B, float* C);
+  // C [M, N] = op(A) op(B), row-major float32, all threads: the kernels' GEMM on its own, for the
+  // benchmark against NumPy's sgemm (`bench --gemm`) and its test. A is stored [M, K], or [K, M]
+  // when trans_a (op(A) = A^T, as dgates^T in dW); B [K, N], or [N, K] when trans_b (W^T).
+  void (*gemm_f32)(index_t M, index_t N, index_t K, const float* A, bool trans_a, const float* B, bool trans_b,
+                   float* C);
 };
 
 const KernelTable& kernels();               // the chosen table (decided once)

@@ -997,10 +997,13 @@ double fma_peak_gflops(long iterations) {
   return 2.0 * N * static_cast<double>(iterations) * ranks / s / 1e9 + 0.0 * sink[0];
 }
 
-void gemm_f32(index_t M, index_t N, index_t K, const float* A, const float* B, float* C) {
+void gemm_f32(index_t M, index_t N, index_t K, const float* A, bool trans_a, const float* B, bool trans_b,
+              float* C) {
+  const MatrixView<float> a = trans_a ? MatrixView<float>{A, 1, M} : MatrixView<float>{A, K, 1};
+  const MatrixView<float> b = trans_b ? MatrixView<float>{B, 1, K} : MatrixView<float>{B, N, 1};
   parallel([&](Team& team) {
     FlushDenormals flush;
-    gemm<float>(team, M, N, K, {A, K, 1}, {B, N, 1}, C, N, false);
+    gemm<float>(team, M, N, K, a, b, C, N, false);
   }, 2.0 * M * N * K);
 }
 

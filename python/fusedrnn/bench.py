@@ -291,11 +291,13 @@ def _plot(rows: list[dict[str, Any]], path: str) -> None:
     print(f"chart written to {path}")
 
 
-def gemm_shapes(cfg: Config) -> list[tuple[str, int, int, int]]:
-    """(what, M, N, K) of the GEMMs one forward + backward of ``cfg`` runs (without a projection)."""
+def gemm_shapes(cfg: Config) -> list[tuple[str, int, int, int, bool, bool]]:
+    """(what, M, N, K, transpose_a, transpose_b) of the GEMMs one forward + backward of ``cfg`` runs
+    (without a projection), with the operands stored as the kernels find them: W_ih [G*H, I] (used
+    transposed in the forward), dgates [T*B, G*H] (transposed in the weight gradients)."""
     rows, gh = cfg.T * cfg.B, GATES[cfg.cell] * cfg.H
-    return [("x W_ih^T", rows, gh, cfg.I), ("dgates W_ih", rows, cfg.I, gh), ("dW_ih", gh, cfg.I, rows),
-            ("dW_hh", gh, cfg.H, rows)]  # fmt: skip
+    return [("x W_ih^T", rows, gh, cfg.I, False, True), ("dgates W_ih", rows, cfg.I, gh, False, False),
+            ("dgates^T x", gh, cfg.I, rows, True, False), ("dgates^T h", gh, cfg.H, rows, True, False)]  # fmt: skip
 
 
 def gemm_table(configs: list[Config], repeats: int, threads: int, peak: float) -> int:
@@ -307,23 +309,24 @@ def gemm_table(configs: list[Config], repeats: int, threads: int, peak: float) -
 
     from . import _C
 
-    print(f"{'GEMM (float32, C = A B)':<40} {'M':>6} {'N':>6} {'K':>6} {'ours ms':>9} {'GFLOP/s':>7} {'peak':>6}"
+    print(f"{'GEMM (float32; ^T: a transposed operand)':<40} {'M':>6} {'N':>6} {'K':>6} {'ours ms':>9} {'GFLOP/s':>7} {'peak':>6}"
           f" {'numpy ms':>9} {'GFLOP/s':>7} {'ratio':>6}")  # fmt: skip
     rng = np.random.default_rng(0)
     ratios = []
     with threadpool_limits(limits=threads):
         for cfg in configs:
-            for what, M, N, K in gemm_shapes(cfg):
-                a = rng.standard_normal((M, K), dtype=np.float32)
-                b = rng.standard_normal((K, N), dtype=np.float32)
-                want = a.astype(np.float64) @ b.astype(np.float64)
-                err = float(np.max(np.abs(_C.gemm(a, b) - want)) / np.max(np.abs(want)))
+            for what, M, N, K, ta, tb in gemm_shapes(cfg):
+                a = rng.standard_normal((K, M) if ta else (M, K), dtype=np.float32)
+                b = rng.standard_normal((N, K) if tb else (K, N), dtype=np.float32)
+                op_a, op_b = (a.T if ta else a), (b.T if tb else b)  # views: NumPy's BLAS reads them as stored
+                want = op_a.astype(np.float64) @ op_b.astype(np.float64)
+                err = float(np.max(np.abs(_C.gemm(a, b, ta, tb) - want)) / np.max(np.abs(want)))
                 if not err <= 1e-5:
                     print(f"{cfg} {what}: the GEMM DISAGREES with float64: max relative error {err:.2e}")
                     return 1
                 time.sleep(0.2)
-                t_ours = _median_seconds(lambda: _C.gemm(a, b), repeats)
-                t_np = _median_seconds(lambda: a @ b, repeats)
+                t_ours = _median_seconds(lambda: _C.gemm(a, b, ta, tb), repeats)
+                t_np = _median_seconds(lambda: op_a @ op_b, repeats)
                 gf = 2.0 * M * N * K / 1e9
                 ratios.append(t_np / t_ours)
                 print(f"{str(cfg) + ' ' + what:<40} {M:6d} {N:6d} {K:6d} {t_ours * 1e3:9.3f} {gf / t_ours:7.1f}"
