@@ -171,6 +171,23 @@ FUSEDRNN_INLINE void transpose8x8(const float* in, index_t in_stride, float* out
 }
 #endif
 
+// out[k * out_stride + r] = rows[r * stride + k] for r < R and k below the returned count (a
+// multiple of 8; the caller moves the rest): float panels through 8 x 8 register transposes, where
+// element by element such a transpose ran at ~4 cycles per element (17% of an LSTM T=25 B=1
+// H=1024 forward in pack_rows, a quarter in the GEMM's packing of W_ih). Other types: 0.
+template <int R, class S>
+index_t transpose_panel(const S* rows, index_t stride, index_t depth, S* out, index_t out_stride) {
+  index_t k = 0;
+#if defined(__AVX__)
+  if constexpr (std::is_same_v<S, float> && R % 8 == 0)
+    for (; k + 8 <= depth; k += 8)
+      for (int r = 0; r < R; r += 8) transpose8x8(rows + r * stride + k, stride, out + k * out_stride + r, out_stride);
+#else
+  (void)rows, (void)stride, (void)depth, (void)out, (void)out_stride;
+#endif
+  return k;
+}
+
 // dst[p][k][r] = src(i0 + p*R + r, k0 + k), zero past `rows`.
 template <class S, int R>
 void pack_panels(MatrixView<S> src, index_t i0, index_t rows, index_t k0, index_t depth, S* dst) {
@@ -201,16 +218,7 @@ void pack_panels(MatrixView<S> src, index_t i0, index_t rows, index_t k0, index_
       // read at a third of the bandwidth unless asked for ahead.
       for (index_t r = 0; r < R && p + R + r < rows; ++r)
         for (index_t k = 0; k < depth; k += 64 / sizeof(S)) __builtin_prefetch(row0 + (R + r) * src.row_stride + k);
-      index_t k_done = 0;
-#if defined(__AVX__)
-      // A whole float panel in 8 x 8 tiles (element by element, the GEMM's packing of W_ih was a
-      // quarter of an LSTM T=25 B=1 H=1024 forward).
-      if constexpr (std::is_same_v<S, float> && R % 8 == 0)
-        if (valid == R)
-          for (; k_done + 8 <= depth; k_done += 8)
-            for (int r = 0; r < R; r += 8)
-              transpose8x8(row0 + r * src.row_stride + k_done, src.row_stride, out + k_done * R + r, R);
-#endif
+      const index_t k_done = valid == R ? transpose_panel<R>(row0, src.row_stride, depth, out, R) : 0;
       for (index_t r = 0; r < R; ++r) {
         const S* row = row0 + r * src.row_stride;
         for (index_t k = k_done; k < depth; ++k) out[k * R + r] = r < valid ? row[k] : S(0);
@@ -390,16 +398,7 @@ void pack_rows(const S* M, const S* bias, index_t G, index_t GG, index_t units, 
       if (bias_packed)
         for (index_t u = 0; u < U; ++u) bias_packed[(blk * G + g) * U + u] = u < valid ? bias[row0 + u] : S(0);
       S* dst = packed + (blk * G + g / GG * GG) * K * U + g % GG * U;
-      index_t k = 0;
-#if defined(__AVX__)
-      // Whole blocks of float rows in 8 x 8 tiles: element by element, a gather of U rows per k
-      // ran at ~4 cycles per element, 17% of an LSTM T=25 B=1 H=1024 forward (R is 16 MB).
-      if constexpr (std::is_same_v<S, float> && U % 8 == 0)
-        if (valid == U)
-          for (; k + 8 <= K; k += 8)
-            for (int u0 = 0; u0 < U; u0 += 8)
-              transpose8x8(M + (row0 + u0) * K + k, K, dst + k * GG * U + u0, GG * U);
-#endif
+      index_t k = valid == U ? transpose_panel<U>(M + row0 * K, K, K, dst, GG * U) : 0;
       for (; k < K; ++k) {
         S* out = dst + k * GG * U;
         for (index_t u = 0; u < valid; ++u) out[u] = M[(row0 + u) * K + k];
