@@ -35,7 +35,8 @@ SCALAR_DIVISION = re.compile(r"^vdivs[sd]\b")
 # A ymm/zmm operand off the stack, or a whole-xmm vector move to or from it (GCC 12 built AVX-512
 # broadcasts from four 16-byte stores and a 64-byte reload: the FMAs' stack reads alone were fewer
 # than the FMAs, so counting only ymm/zmm missed it).
-STACK_VECTOR = re.compile(r"[yz]mm\d+.*\(%rsp\)|\(%rsp\).*[yz]mm\d+|^vmov(?:aps|ups|apd|upd|dq[au]\d*)\s.*%xmm\d+.*\(%rsp\)"
+STACK_VECTOR = re.compile(r"[yz]mm\d+.*\(%rsp\)|\(%rsp\).*[yz]mm\d+"
+                          r"|^vmov(?:aps|ups|apd|upd|dq[au]\d*)\s.*%xmm\d+.*\(%rsp\)"
                           r"|^vmov(?:aps|ups|apd|upd|dq[au]\d*)\s.*\(%rsp\).*%xmm\d+")
 
 
@@ -74,7 +75,8 @@ def default_object(isa: str) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("library", nargs="?", help="object file or extension module (default: the build tree's object of --isa)")
+    parser.add_argument("library", nargs="?",
+                        help="object file or extension module (default: the build tree's object of --isa)")
     parser.add_argument("--isa", default="avx2", help="only functions of this ISA's namespace")
     parser.add_argument("--all", action="store_true", help="also loops with less stack traffic than FMAs")
     args = parser.parse_args()

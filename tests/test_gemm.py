@@ -1,7 +1,8 @@
 """The kernels' own GEMM, exposed as ``_C.gemm`` for ``python -m fusedrnn bench --gemm``.
 
 Against float64 products on shapes that are not multiples of the register tiles or of the cache
-blocks (KC = 256, or 1024 on AVX-512; MC = 96; NC = 2048), bitwise identical for 1..3 threads, and the bench mode end to end.
+blocks (KC = 256, or 1024 on AVX-512; MC = 96; NC = 2048), bitwise identical for 1..3 threads,
+and the bench mode end to end.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from conftest import fusedrnn
 from fusedrnn import _C, bench
 
 
-@pytest.mark.parametrize("M,N,K", [(1, 1, 1), (7, 33, 5), (97, 65, 257), (300, 17, 600), (40, 50, 2100), (5, 2100, 3), (4, 6, 0)])
+SHAPES = [(1, 1, 1), (7, 33, 5), (97, 65, 257), (300, 17, 600), (40, 50, 2100), (5, 2100, 3), (4, 6, 0)]
+
+
+@pytest.mark.parametrize("M,N,K", SHAPES)
 def test_gemm_matches_float64(M: int, N: int, K: int, rng: np.random.Generator) -> None:
     a = rng.standard_normal((M, K), dtype=np.float32)
     b = rng.standard_normal((K, N), dtype=np.float32)

@@ -157,7 +157,10 @@ struct Tile {
 FUSEDRNN_INLINE void transpose8x8(const float* in, index_t in_stride, float* out, index_t out_stride) {
   __m256 r[8], t[8];
   for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(in + i * in_stride);
-  for (int i = 0; i < 8; i += 2) t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]), t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
   for (int i = 0; i < 8; i += 4) {
     r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
     r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
@@ -173,8 +176,9 @@ FUSEDRNN_INLINE void transpose8x8(const float* in, index_t in_stride, float* out
 
 // out[k * out_stride + r] = rows[r * stride + k] for r < R and k below the returned count (a
 // multiple of 8; the caller moves the rest): float panels through 8 x 8 register transposes, where
-// element by element such a transpose ran at ~4 cycles per element (17% of an LSTM T=25 B=1
-// H=1024 forward in pack_rows, a quarter in the GEMM's packing of W_ih). Other types: 0.
+// element by element such a transpose took ~4 cycles per element (derived from perf shares: 17%
+// of an LSTM T=25 B=1 H=1024 forward in pack_rows, a quarter in the GEMM's packing of W_ih).
+// Other types: 0.
 template <int R, class S>
 index_t transpose_panel(const S* rows, index_t stride, index_t depth, S* out, index_t out_stride) {
   index_t k = 0;
@@ -386,8 +390,7 @@ void column_sums(Team& team, const S* M, index_t rows, index_t cols, S* out) {
 // packed[block][q][k][gi][u] = M[(q*GG + gi)*units + block*kUnits + u][k] (zero past `units`), so
 // that a pass over one gate group of one block is one contiguous stream. The bias, when given, as
 // bias_packed[block][g][u]. Written k-major: kUnits contiguous stores per k, from kUnits rows that
-// stay in L1 across the k loop.
-
+// stay in L1 across the k loop; whole float blocks go through 8 x 8 register transposes.
 template <class S>
 void pack_rows(const S* M, const S* bias, index_t G, index_t GG, index_t units, index_t K, long blk0, long blk1,
                S* packed, S* bias_packed) {

@@ -309,8 +309,8 @@ def gemm_table(configs: list[Config], repeats: int, threads: int, peak: float) -
 
     from . import _C
 
-    print(f"{'GEMM (float32; ^T: a transposed operand)':<40} {'M':>6} {'N':>6} {'K':>6} {'ours ms':>9} {'GFLOP/s':>7} {'peak':>6}"
-          f" {'numpy ms':>9} {'GFLOP/s':>7} {'ratio':>6}")  # fmt: skip
+    print(f"{'GEMM (float32; ^T: a transposed operand)':<40} {'M':>6} {'N':>6} {'K':>6} {'ours ms':>9}"
+          f" {'GFLOP/s':>7} {'peak':>6} {'numpy ms':>9} {'GFLOP/s':>7} {'ratio':>6}")  # fmt: skip
     rng = np.random.default_rng(0)
     ratios = []
     with threadpool_limits(limits=threads):

@@ -53,7 +53,8 @@ def _problem(torch: Any, cfg: Config, dtype: str) -> dict[str, Any]:
 
 def _ours(cfg: Config, t: dict[str, Any], path: str) -> tuple[Callable[[], Any], Callable[[], Any]]:
     lstm = cfg.cell == "lstm"
-    args = (cfg.cell, t["x"], t["h0"], t["c0"] if lstm else None, t["weight_ih"], t["weight_hh"], t["bias_ih"], t["bias_hh"], None, False)
+    args = (cfg.cell, t["x"], t["h0"], t["c0"] if lstm else None, t["weight_ih"], t["weight_hh"], t["bias_ih"],
+            t["bias_hh"], None, False)
 
     def fwd() -> Any:
         return cuda.forward(*args, False, path=path)
@@ -70,7 +71,7 @@ def _cudnn(torch: Any, cfg: Config, t: dict[str, Any]) -> tuple[Callable[[], Any
     kwargs = {"nonlinearity": cfg.cell[4:]} if cfg.cell.startswith("rnn_") else {}
     module = module_cls(cfg.I, cfg.H, **kwargs).to("cuda", t["x"].dtype)
     with torch.no_grad():
-        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):  # fmt: skip
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
             getattr(module, name).copy_(t[name[:-3]])
     x = t["x"].detach().clone().requires_grad_(True)
 
@@ -91,8 +92,8 @@ def _check(cfg: Config, t: dict[str, Any]) -> float:
     host = {k: (v.float().cpu().numpy() if hasattr(v, "cpu") else v) for k, v in t.items()}
     y_cpu = functional._forward(cfg.cell, host["x"], host["h0"], host["c0"] if lstm else None, host["weight_ih"],
                                 host["weight_hh"], host["bias_ih"], host["bias_hh"], None, False, False)[0]  # fmt: skip
-    y_gpu = cuda.forward(cfg.cell, t["x"], t["h0"], t["c0"] if lstm else None, t["weight_ih"], t["weight_hh"], t["bias_ih"],
-                         t["bias_hh"], None, False, False)[0].float().cpu().numpy()  # fmt: skip
+    y_gpu = cuda.forward(cfg.cell, t["x"], t["h0"], t["c0"] if lstm else None, t["weight_ih"], t["weight_hh"],
+                         t["bias_ih"], t["bias_hh"], None, False, False)[0].float().cpu().numpy()  # fmt: skip
     return float(np.max(np.abs(y_gpu - y_cpu)) / max(float(np.max(np.abs(y_cpu))), 1e-30))
 
 
