@@ -14,7 +14,7 @@ from conftest import fusedrnn
 from fusedrnn import _C, bench
 
 
-SHAPES = [(1, 1, 1), (7, 33, 5), (97, 65, 257), (300, 17, 600), (40, 50, 2100), (5, 2100, 3), (4, 6, 0)]
+SHAPES = [(1, 1, 1), (2, 40, 30), (3, 70, 1100), (7, 33, 5), (97, 65, 257), (300, 17, 600), (40, 50, 2100), (5, 2100, 3), (4, 6, 0)]
 
 
 @pytest.mark.parametrize("M,N,K", SHAPES)

@@ -6,7 +6,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <memory>
+#include <new>
 #include <string>
+#include <type_traits>
 
 #include "../cpu/kernels.h"
 #include "../cpu/threads.h"
@@ -62,12 +66,61 @@ Sizes sizes(index_t T, index_t B, index_t I, index_t H, index_t P, bool reverse,
   return n;
 }
 
+// One layer's weights packed once for any number of forwards (fusedrnn.functional.PackedWeights):
+// four buffers in the running ISA's layout, owned here.
+class PackedBuffers {
+ public:
+  PackedBuffers(CellKind cell, bool f64, index_t I, index_t H, index_t P) : cell(cell), f64(f64), I(I), H(H), P(P) {
+    index_t sizes[4];
+    cpu::kernels().packed_sizes(cell, I, H, P, f64, sizes);
+    for (int i = 0; i < 4; ++i) {
+      const std::size_t bytes = static_cast<std::size_t>(std::max<index_t>(sizes[i], 1)) * (f64 ? 8 : 4);
+      data_[i].reset(static_cast<unsigned char*>(::operator new(bytes, std::align_val_t{64})));
+    }
+  }
+  template <class S>
+  PackedWeights<S> view() const {
+    auto at = [this](int i) { return reinterpret_cast<S*>(data_[i].get()); };
+    return {at(0), at(1), at(2), P != H ? at(3) : nullptr};
+  }
+  const CellKind cell;
+  const bool f64;
+  const index_t I, H, P;
+
+ private:
+  struct AlignedDelete {
+    void operator()(unsigned char* p) const { ::operator delete(p, std::align_val_t{64}); }
+  };
+  std::unique_ptr<unsigned char, AlignedDelete> data_[4];
+};
+
+template <class S>
+std::unique_ptr<PackedBuffers> pack_typed(CellKind cell, index_t I, index_t H, index_t P, const py::object& w_ih,
+                                          const py::object& w_hh, const py::object& b_hh, const py::object& w_hr) {
+  const index_t GH = gates_of(cell) * H;
+  ForwardParams<S> p;
+  p.n.I = I, p.n.H = H, p.n.P = P;
+  p.w_ih = in<S>(w_ih, "weight_ih", GH * I);
+  p.w_hh = in<S>(w_hh, "weight_hh", GH * P);
+  p.b_hh = in<S>(b_hh, "bias_hh", GH);
+  p.w_hr = in<S>(w_hr, "weight_hr", P * H);
+  if (!p.w_ih || !p.w_hh || !p.b_hh || (p.w_hr && cell != CellKind::lstm) || (!p.w_hr && P != H))
+    throw py::value_error("pack_weights: a required array is missing");
+  auto packed = std::make_unique<PackedBuffers>(cell, std::is_same_v<S, double>, I, H, P);
+  const PackedWeights<S> out = packed->template view<S>();
+  py::gil_scoped_release release;
+  if constexpr (std::is_same_v<S, double>) cpu::kernels().pack_f64(cell, p, out);
+  else cpu::kernels().pack_f32(cell, p, out);
+  return packed;
+}
+
 template <class S>
 void forward_typed(CellKind cell, const Sizes& n, const py::object& x, const py::object& h0, const py::object& c0,
                    const py::object& w_ih, const py::object& w_hh, const py::object& b_ih,
                    const py::object& b_hh, const py::object& w_hr, const py::object& y, const py::object& h_n,
                    const py::object& c_n, const py::object& gates, const py::object& h_prev,
-                   const py::object& c_prev, const py::object& aux, const py::object& m) {
+                   const py::object& c_prev, const py::object& aux, const py::object& m,
+                   const py::object& packed) {
   const index_t T = n.T, B = n.B, I = n.I, H = n.H, P = n.P, GH = gates_of(cell) * H;
   const bool lstm = cell == CellKind::lstm;
   ForwardParams<S> p;
@@ -89,7 +142,16 @@ void forward_typed(CellKind cell, const Sizes& n, const py::object& x, const py:
   p.aux = out<S>(aux, "aux", T * B * H);
   p.m = out<S>(m, "m", T * B * H);
   const bool tape = p.h_prev != nullptr;
-  if (!p.x || !p.h0 || !p.w_ih || !p.w_hh || !p.b_ih || !p.b_hh || !p.y || !p.h_n || !p.gates ||
+  if (!packed.is_none()) {
+    const auto& buffers = packed.cast<const PackedBuffers&>();
+    if (buffers.cell != cell || buffers.f64 != std::is_same_v<S, double> || buffers.I != I || buffers.H != H ||
+        buffers.P != P || tape)
+      throw py::value_error("forward: packed weights of another cell, dtype or size, or with a tape");
+    p.packed = buffers.template view<S>();
+    p.w_hr = p.packed.w_hr;  // selects the projected kernels; read only through p.packed
+  }
+  const bool weights = p.packed.w_hh || (p.w_ih && p.w_hh && p.b_hh);
+  if (!p.x || !p.h0 || !weights || !p.b_ih || !p.y || !p.h_n || !p.gates ||
       (lstm && (!p.c0 || !p.c_n)) || (tape && lstm && !p.c_prev) || (tape && cell == CellKind::gru && !p.aux) ||
       (tape && p.w_hr && !p.m) || (p.w_hr && !lstm) || (!p.w_hr && P != H))
     throw py::value_error("forward: a required array is missing");
@@ -217,15 +279,27 @@ PYBIND11_MODULE(_C, m) {
          const py::object& w_ih, const py::object& w_hh, const py::object& b_ih, const py::object& b_hh,
          const py::object& w_hr, const py::object& y, const py::object& h_n, const py::object& c_n,
          const py::object& gates, const py::object& h_prev, const py::object& c_prev, const py::object& aux,
-         const py::object& m) {
+         const py::object& m, const py::object& packed) {
         const Sizes n = sizes(T, B, I, H, P, reverse, lengths);
         auto f = is_float64(x) ? forward_typed<double> : forward_typed<float>;
-        f(cell, n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, y, h_n, c_n, gates, h_prev, c_prev, aux, m);
+        f(cell, n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, y, h_n, c_n, gates, h_prev, c_prev, aux, m, packed);
       },
       py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("P"), py::arg("reverse"),
       py::arg("lengths"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("weight_ih"), py::arg("weight_hh"),
       py::arg("bias_ih"), py::arg("bias_hh"), py::arg("weight_hr"), py::arg("y"), py::arg("h_n"), py::arg("c_n"),
-      py::arg("gates"), py::arg("h_prev"), py::arg("c_prev"), py::arg("aux"), py::arg("m"));
+      py::arg("gates"), py::arg("h_prev"), py::arg("c_prev"), py::arg("aux"), py::arg("m"),
+      py::arg("packed") = py::none());
+
+  py::class_<PackedBuffers>(m, "PackedWeights", "weights packed by pack_weights (opaque)");
+  m.def(
+      "pack_weights",
+      [](CellKind cell, index_t I, index_t H, index_t P, const py::object& w_ih, const py::object& w_hh,
+         const py::object& b_hh, const py::object& w_hr) {
+        auto f = is_float64(w_ih) ? pack_typed<double> : pack_typed<float>;
+        return f(cell, I, H, P, w_ih, w_hh, b_hh, w_hr);
+      },
+      py::arg("cell"), py::arg("I"), py::arg("H"), py::arg("P"), py::arg("weight_ih"), py::arg("weight_hh"),
+      py::arg("bias_hh"), py::arg("weight_hr"));
 
   m.def(
       "backward",

@@ -18,6 +18,11 @@ struct KernelTable {
   void (*forward_f64)(CellKind, const ForwardParams<double>&);
   void (*backward_f32)(CellKind, const BackwardParams<float>&);
   void (*backward_f64)(CellKind, const BackwardParams<double>&);
+  // Elements of PackedWeights' buffers (w_ih, w_hh, b_hh, w_hr) for this ISA and element size.
+  void (*packed_sizes)(CellKind, index_t I, index_t H, index_t P, bool f64, index_t sizes[4]);
+  // Fills `out` (of packed_sizes) from p.n and p.w_ih, p.w_hh, p.b_hh, p.w_hr; all threads.
+  void (*pack_f32)(CellKind, const ForwardParams<float>& p, const PackedWeights<float>& out);
+  void (*pack_f64)(CellKind, const ForwardParams<double>& p, const PackedWeights<double>& out);
   double (*fma_peak_gflops)(long iterations);  // float32, all threads: the benchmarks' yardstick
   // C [M, N] = op(A) op(B), row-major float32, all threads: the kernels' GEMM on its own, for the
   // benchmark against NumPy's sgemm (`bench --gemm`) and its test. A is stored [M, K], or [K, M]

@@ -287,24 +287,27 @@ struct Simd {
   }
 };
 
-template <class S>
-void micro_kernel(index_t depth, const S* a, const S* b, S* c, index_t ldc, index_t rows, index_t cols,
-                  bool overwrite, const S* bias) {
+// C[rows, cols] (+)= a b for one tile: a holds MR rows per k (Rows of them real), b NR columns per
+// k. Rows is a template parameter so that a short tile (a GEMM with M < MR, as T * B = 1 in
+// generation) does only its own rows' multiply-adds.
+template <class S, int Rows>
+void micro_kernel(index_t depth, const S* a, const S* b, S* c, index_t ldc, index_t cols, bool overwrite,
+                  const S* bias) {
   using V = typename Simd<S>::V;
   constexpr int MR = Tile<S>::MR, NR = Tile<S>::NR, W = Simd<S>::W, NV = NR / W;
-  V acc[MR][NV];
-  for (int i = 0; i < MR; ++i)
+  V acc[Rows][NV];
+  for (int i = 0; i < Rows; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = V{};
   for (index_t k = 0; k < depth; ++k) {
     V bk[NV];
     for (int v = 0; v < NV; ++v) bk[v] = Simd<S>::load(b + k * NR + v * W);
-    for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < Rows; ++i) {
       const V ai = Simd<S>::broadcast(a[k * MR + i]);
       for (int v = 0; v < NV; ++v) acc[i][v] = Simd<S>::fma(ai, bk[v], acc[i][v]);
     }
   }
-  if (rows == MR && cols == NR) {
-    for (int i = 0; i < MR; ++i)
+  if (cols == NR) {
+    for (int i = 0; i < Rows; ++i)
       for (int v = 0; v < NV; ++v) {
         S* ci = c + i * ldc + v * W;
         const V base = overwrite ? (bias ? Simd<S>::load(bias + v * W) : V{}) : Simd<S>::load(ci);
@@ -312,10 +315,10 @@ void micro_kernel(index_t depth, const S* a, const S* b, S* c, index_t ldc, inde
       }
     return;
   }
-  S tile[MR][NR];
-  for (int i = 0; i < MR; ++i)
+  S tile[Rows][NR];
+  for (int i = 0; i < Rows; ++i)
     for (int v = 0; v < NV; ++v) Simd<S>::store(&tile[i][v * W], acc[i][v]);
-  for (index_t i = 0; i < rows; ++i) {
+  for (int i = 0; i < Rows; ++i) {
     S* ci = c + i * ldc;
     if (overwrite)
       for (index_t j = 0; j < cols; ++j) ci[j] = (bias ? bias[j] : S(0)) + tile[i][j];
@@ -324,9 +327,40 @@ void micro_kernel(index_t depth, const S* a, const S* b, S* c, index_t ldc, inde
   }
 }
 
+// micro_kernel for a run-time row count, 1 <= rows <= MR.
+template <class S, int Rows = Tile<S>::MR>
+void micro_kernel(index_t rows, index_t depth, const S* a, const S* b, S* c, index_t ldc, index_t cols,
+                  bool overwrite, const S* bias) {
+  if constexpr (Rows > 1)
+    if (rows < Rows) return micro_kernel<S, Rows - 1>(rows, depth, a, b, c, ldc, cols, overwrite, bias);
+  micro_kernel<S, Rows>(depth, a, b, c, ldc, cols, overwrite, bias);
+}
+
+// All of B [K, N] packed as gemm packs one block of it: the block (jc, pc) starts at
+// packed + pc * padded_n + jc * kc, where padded_n is N rounded up to whole panels.
+template <class S>
+index_t padded_panels(index_t N) {
+  return (N + Tile<S>::NR - 1) / Tile<S>::NR * Tile<S>::NR;
+}
+
+template <class S>
+void pack_gemm_b(Team& team, index_t N, index_t K, MatrixView<S> B, S* packed) {
+  using TL = Tile<S>;
+  const MatrixView<S> Bt{B.data, B.col_stride, B.row_stride};
+  long p0, p1;
+  team.split((N + TL::NR - 1) / TL::NR, &p0, &p1);
+  const index_t j0 = std::min<index_t>(N, p0 * TL::NR), j1 = std::min<index_t>(N, p1 * TL::NR);
+  if (j1 <= j0) return;
+  for (index_t pc = 0; pc < K; pc += TL::KC) {
+    const index_t kc = std::min(TL::KC, K - pc);
+    pack_panels<S, TL::NR>(Bt, j0, j1 - j0, pc, kc, packed + pc * padded_panels<S>(N) + j0 * kc);
+  }
+}
+
+// b_packed: B already packed by pack_gemm_b (then B is not read), or nullptr.
 template <class S>
 void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixView<S> B, S* C, index_t ldc,
-          bool accumulate, const S* column_bias = nullptr) {
+          bool accumulate, const S* column_bias = nullptr, const S* b_prepacked = nullptr) {
   using TL = Tile<S>;
   // Split the larger dimension among the ranks, in whole tiles.
   index_t i_begin = 0, i_end = M, j_begin = 0, j_end = N;
@@ -350,21 +384,22 @@ void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixVi
   }
   const MatrixView<S> Bt{B.data, B.col_stride, B.row_stride};  // B(k, j) as rows j of a [N, K] matrix
   const index_t nc_max = std::min(n, TL::NC), kc_max = std::min(K, TL::KC), mc_max = std::min(m, TL::MC);
-  const Scratch<S> b_packed(kGemmBSlot, ((nc_max + TL::NR - 1) / TL::NR) * TL::NR * kc_max);
+  const Scratch<S> b_packed(kGemmBSlot, b_prepacked ? 0 : padded_panels<S>(nc_max) * kc_max);
   const Scratch<S> a_packed(kGemmASlot, ((mc_max + TL::MR - 1) / TL::MR) * TL::MR * kc_max);
   for (index_t jc = j_begin; jc < j_end; jc += TL::NC) {
     const index_t nc = std::min(TL::NC, j_end - jc);
     for (index_t pc = 0; pc < K; pc += TL::KC) {
       const index_t kc = std::min(TL::KC, K - pc);
       const bool overwrite = (pc == 0) && !accumulate;
-      pack_panels<S, TL::NR>(Bt, jc, nc, pc, kc, b_packed.get());
+      const S* b_block = b_prepacked ? b_prepacked + pc * padded_panels<S>(N) + jc * kc : b_packed.get();
+      if (!b_prepacked) pack_panels<S, TL::NR>(Bt, jc, nc, pc, kc, b_packed.get());
       for (index_t ic = i_begin; ic < i_end; ic += TL::MC) {
         const index_t mc = std::min(TL::MC, i_end - ic);
         pack_panels<S, TL::MR>(A, ic, mc, pc, kc, a_packed.get());
         for (index_t jr = 0; jr < nc; jr += TL::NR)
           for (index_t ir = 0; ir < mc; ir += TL::MR)
-            micro_kernel<S>(kc, a_packed.get() + ir * kc, b_packed.get() + jr * kc, C + (ic + ir) * ldc + jc + jr,
-                            ldc, std::min<index_t>(TL::MR, mc - ir), std::min<index_t>(TL::NR, nc - jr), overwrite,
+            micro_kernel<S>(std::min<index_t>(TL::MR, mc - ir), kc, a_packed.get() + ir * kc, b_block + jr * kc,
+                            C + (ic + ir) * ldc + jc + jr, ldc, std::min<index_t>(TL::NR, nc - jr), overwrite,
                             column_bias ? column_bias + jc + jr : nullptr);
       }
     }
@@ -666,6 +701,15 @@ void project_step(const Sizes& n, index_t t, long blk0, long blk1, const S* hr_p
   }
 }
 
+// R, b_r (blocks [blk0, blk1) of units) and W_hr (blocks [pblk0, pblk1) of P) as the steps read them.
+template <class Cell, bool Project, class S>
+void pack_recurrent(const ForwardParams<S>& p, long blk0, long blk1, long pblk0, long pblk1, S* r_packed,
+                    S* b_packed, S* hr_packed) {
+  const index_t H = p.n.H, P = p.n.P;
+  pack_rows(p.w_hh, p.b_hh, Cell::G, kGateGroup<Cell::G>, H, P, blk0, blk1, r_packed, b_packed);
+  if constexpr (Project) pack_rows(p.w_hr, (const S*)nullptr, 1, 1, P, H, pblk0, pblk1, hr_packed, (S*)nullptr);
+}
+
 template <class Cell, bool Project, class S>
 void forward_impl(const ForwardParams<S>& p) {
   constexpr int G = Cell::G, U = kUnits<S>;
@@ -674,8 +718,13 @@ void forward_impl(const ForwardParams<S>& p) {
   const index_t T = n.T, B = n.B, I = n.I, H = n.H, P = n.P, GH = G * H, BH = B * H, BP = B * P;
 
   const index_t r_size = num_blocks<S>(H) * P * G * U;
-  const Scratch<S> r_packed(kRecurrentSlot, r_size), b_packed(kBiasSlot, num_blocks<S>(H) * G * U);
-  const Scratch<S> hr_packed(kProjectionSlot, Project ? num_blocks<S>(P) * H * U : 0);
+  const bool prepacked = p.packed.w_hh != nullptr;  // then every packed buffer is given
+  const Scratch<S> r_scratch(kRecurrentSlot, prepacked ? 0 : r_size);
+  const Scratch<S> b_scratch(kBiasSlot, prepacked ? 0 : num_blocks<S>(H) * G * U);
+  const Scratch<S> hr_scratch(kProjectionSlot, Project && !prepacked ? num_blocks<S>(P) * H * U : 0);
+  S* const r_packed = prepacked ? p.packed.w_hh : r_scratch.get();
+  S* const b_packed = prepacked ? p.packed.b_hh : b_scratch.get();
+  S* const hr_packed = prepacked ? p.packed.w_hr : hr_scratch.get();
   std::vector<S> state(2 * BP + (lstm ? 2 * BH : 0) + (Project && !p.m ? BH : 0));
   S* const h_buf[2] = {state.data(), state.data() + BP};
   S* const c_buf[2] = {lstm ? state.data() + 2 * BP : nullptr, lstm ? state.data() + 2 * BP + BH : nullptr};
@@ -684,13 +733,12 @@ void forward_impl(const ForwardParams<S>& p) {
   parallel([&](Team& team) {
     FlushDenormals flush;
     // Input projection for all steps: gates[t, b, :] = b_w + x[t, b, :] W^T.
-    gemm<S>(team, T * B, GH, I, {p.x, I, 1}, {p.w_ih, 1, I}, p.gates, GH, false, p.b_ih);
+    gemm<S>(team, T * B, GH, I, {p.x, I, 1}, {p.w_ih, 1, I}, p.gates, GH, false, p.b_ih, p.packed.w_ih);
     long blk0, blk1, pblk0, pblk1;  // this rank's blocks of units (H) and of state columns (P)
     team.split(num_blocks<S>(H), &blk0, &blk1);
     team.split(num_blocks<S>(P), &pblk0, &pblk1);
     // Each rank packs the blocks its own steps read (after the GEMM, so that they start in its cache).
-    pack_rows(p.w_hh, p.b_hh, G, kGateGroup<G>, H, P, blk0, blk1, r_packed.get(), b_packed.get());
-    if constexpr (Project) pack_rows(p.w_hr, (const S*)nullptr, 1, 1, P, H, pblk0, pblk1, hr_packed.get(), (S*)nullptr);
+    if (!prepacked) pack_recurrent<Cell, Project>(p, blk0, blk1, pblk0, pblk1, r_packed, b_packed, hr_packed);
     const index_t p_lo = std::min<index_t>(P, pblk0 * U), p_hi = std::min<index_t>(P, pblk1 * U);
     const index_t h_lo = std::min<index_t>(H, blk0 * U), h_hi = std::min<index_t>(H, blk1 * U);
     auto copy_columns = [B](const S* src, S* dst, index_t width, index_t lo, index_t hi) {
@@ -711,11 +759,11 @@ void forward_impl(const ForwardParams<S>& p) {
       if (lstm && p.c_prev) copy_columns(c, p.c_prev + t * BH, H, h_lo, h_hi);
       S* m_t = Project ? (p.m ? p.m + t * BH : m_work) : nullptr;
       const S* gates_next = s + 1 < T ? p.gates + n.time_of(s + 1) * B * GH : nullptr;
-      step(n, t, s % 2 == 1, blk0, blk1, r_packed.get(), b_packed.get(), h, c, p.gates + t * B * GH, gates_next,
+      step(n, t, s % 2 == 1, blk0, blk1, r_packed, b_packed, h, c, p.gates + t * B * GH, gates_next,
            h_next, c_next, p.y + t * BP, p.aux ? p.aux + t * BH : nullptr, m_t);
       if constexpr (Project) {
         team.barrier();  // m complete
-        project_step(n, t, pblk0, pblk1, hr_packed.get(), m_t, h, h_next, p.y + t * BP);
+        project_step(n, t, pblk0, pblk1, hr_packed, m_t, h, h_next, p.y + t * BP);
       }
       team.barrier();  // the next state complete
     }
@@ -976,6 +1024,41 @@ void backward_any(CellKind cell, const BackwardParams<S>& p) {
   }
 }
 
+void packed_sizes(CellKind cell, index_t I, index_t H, index_t P, bool f64, index_t sizes[4]) {
+  auto fill = [&](auto zero) {
+    using S = decltype(zero);
+    const index_t G = cell == CellKind::lstm ? 4 : cell == CellKind::gru ? 3 : 1, U = kUnits<S>;
+    sizes[0] = padded_panels<S>(G * H) * I;
+    sizes[1] = num_blocks<S>(H) * P * G * U;
+    sizes[2] = num_blocks<S>(H) * G * U;
+    sizes[3] = P != H ? num_blocks<S>(P) * H * U : 0;
+  };
+  if (f64) fill(0.0);
+  else fill(0.0f);
+}
+
+template <class Cell, bool Project, class S>
+void pack_impl(const ForwardParams<S>& p, const PackedWeights<S>& out) {
+  const index_t I = p.n.I, H = p.n.H, P = p.n.P, GH = Cell::G * H;
+  parallel([&](Team& team) {
+    pack_gemm_b<S>(team, GH, I, {p.w_ih, 1, I}, out.w_ih);
+    long blk0, blk1, pblk0, pblk1;
+    team.split(num_blocks<S>(H), &blk0, &blk1);
+    team.split(num_blocks<S>(P), &pblk0, &pblk1);
+    pack_recurrent<Cell, Project>(p, blk0, blk1, pblk0, pblk1, out.w_hh, out.b_hh, out.w_hr);
+  }, 4.0 * GH * (I + P));
+}
+
+template <class S>
+void pack_any(CellKind cell, const ForwardParams<S>& p, const PackedWeights<S>& out) {
+  switch (cell) {
+    case CellKind::rnn_tanh: return pack_impl<RnnTanhCell, false>(p, out);
+    case CellKind::rnn_relu: return pack_impl<RnnReluCell, false>(p, out);
+    case CellKind::lstm: return p.w_hr ? pack_impl<LstmCell, true>(p, out) : pack_impl<LstmCell, false>(p, out);
+    case CellKind::gru: return pack_impl<GruCell, false>(p, out);
+  }
+}
+
 // The machine's float32 FMA peak as this ISA can use it: each rank runs a loop of independent
 // multiply-adds (12 vectors of accumulators, enough to cover the FMA latency) for `iterations`.
 double fma_peak_gflops(long iterations) {
@@ -1015,6 +1098,7 @@ void gemm_f32(index_t M, index_t N, index_t K, const float* A, bool trans_a, con
 #define FUSEDRNN_STR(x) FUSEDRNN_STR2(x)
 extern const KernelTable table;
 const KernelTable table = {FUSEDRNN_STR(FUSEDRNN_ISA_NAMESPACE), forward_any<float>, forward_any<double>,
-                           backward_any<float>, backward_any<double>, fma_peak_gflops, gemm_f32};
+                           backward_any<float>, backward_any<double>, packed_sizes, pack_any<float>,
+                           pack_any<double>, fma_peak_gflops, gemm_f32};
 
 }  // namespace fusedrnn::cpu::FUSEDRNN_ISA_NAMESPACE

@@ -25,6 +25,8 @@ from . import _C, _checks, cuda
 
 __all__ = [
     "Tape",
+    "PackedWeights",
+    "pack_weights",
     "rnn_forward",
     "rnn_backward",
     "lstm_forward",
@@ -66,31 +68,18 @@ class Tape:
         return self.x.dtype
 
 
-def _forward(
-    cell: str,
-    x: Any,
-    h0: Any,
-    c0: Any,
-    weight_ih: Any,
-    weight_hh: Any,
-    bias_ih: Any,
-    bias_hh: Any,
-    lengths: Any,
-    reverse: bool,
-    need_tape: bool,
-    weight_hr: Any = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Tape | None]:
-    if cuda.is_device_array(x) or cuda.is_device_array(weight_ih):  # CuPy, torch.cuda, DeviceArray
-        return cuda.forward(
-            cell, x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, need_tape, weight_hr
-        )
+def _check_weights(
+    cell: str, weight_ih: Any, weight_hh: Any, bias_ih: Any, bias_hh: Any, weight_hr: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, bool]:
+    """(w_ih, w_hh, b_ih, b_hh, w_hr, has_bias): checked, of one kernel dtype, biases zero when absent."""
     G = _GATES[cell]
     w_ih = _checks.float_array(weight_ih, "weight_ih")
     dtype = _checks.kernel_dtype(w_ih.dtype)
     if w_ih.ndim != 2 or w_ih.shape[0] == 0 or w_ih.shape[0] % G or w_ih.shape[1] == 0:
         raise ValueError(f"weight_ih must have shape ({G}*H, I) with H, I >= 1, got {w_ih.shape}")
-    H, I = w_ih.shape[0] // G, w_ih.shape[1]
+    H = w_ih.shape[0] // G
     P = H
+    w_hr = None
     if weight_hr is not None:
         w_hr = _checks.float_array(weight_hr, "weight_hr", dtype)
         if w_hr.ndim != 2 or w_hr.shape[1] != H or not 1 <= w_hr.shape[0] < H:
@@ -108,12 +97,120 @@ def _forward(
         _checks.shape(b_hh, "bias_hh", (G * H,), "(G*H,)")
     else:
         b_ih = b_hh = np.zeros(G * H, dtype)
+    return w_ih, w_hh, b_ih, b_hh, w_hr, has_bias
+
+
+class PackedWeights:
+    """One layer's weights, copied and packed once for any number of inference forwards.
+
+    Made by :func:`pack_weights`. Every forward through the compiled kernels packs ``weight_ih``
+    and ``weight_hh`` into the layout its inner loops read: for short sequences or one step at a
+    time (generation), that packing is most of the call. ``forward`` skips it. A snapshot:
+    changing the arrays it was made from afterwards changes nothing here (pack again). CPU only,
+    no tape; the layout belongs to the instruction set this process runs, so it is not picklable.
+    """
+
+    def __init__(self, cell: str, weights: tuple[Any, ...]) -> None:
+        w_ih, w_hh, b_ih, b_hh, w_hr, _ = weights
+        self.cell = cell
+        self.dtype = w_ih.dtype
+        self.input_size = w_ih.shape[1]
+        self.hidden_size = w_ih.shape[0] // _GATES[cell]
+        self.proj_size = w_hr.shape[0] if w_hr is not None else 0
+        self._bias_ih = np.array(b_ih, order="C")  # added by the input GEMM, which reads it as is
+        P = self.proj_size or self.hidden_size
+        self._packed = _C.pack_weights(
+            getattr(_C.CellKind, cell), self.input_size, self.hidden_size, P, np.ascontiguousarray(w_ih),
+            np.ascontiguousarray(w_hh), np.ascontiguousarray(b_hh),
+            np.ascontiguousarray(w_hr) if w_hr is not None else None,
+        )  # fmt: skip
+
+    def __reduce__(self) -> Any:
+        raise TypeError("PackedWeights cannot be pickled (its layout is this process's); pickle the weights")
+
+    def __repr__(self) -> str:
+        proj = f", proj_size={self.proj_size}" if self.proj_size else ""
+        return (
+            f"PackedWeights({self.cell!r}, input_size={self.input_size}, hidden_size={self.hidden_size}{proj}, "
+            f"dtype={self.dtype})"
+        )
+
+    def forward(
+        self, x: Any, h0: Any, c0: Any = None, *, lengths: Any = None, reverse: bool = False
+    ) -> tuple[np.ndarray, ...]:
+        """The cell's forward without a tape: ``(y, h_n, c_n)`` for an LSTM, ``(y, h_n)`` otherwise.
+
+        The arguments are those of :func:`lstm_forward` (``c0`` for an LSTM only), :func:`gru_forward`
+        or :func:`rnn_forward`; results are bitwise those of the same call with the weights.
+        """
+        lstm = self.cell == "lstm"
+        if lstm and c0 is None:
+            raise TypeError("c0 is required for an LSTM's packed weights")
+        if not lstm and c0 is not None:
+            raise TypeError(f"c0 is for an LSTM only; these weights are {self.cell!r}")
+        y, h_n, c_n, _ = _forward(self.cell, x, h0, c0, None, None, None, None, lengths, reverse, False, packed=self)
+        return (y, h_n, c_n) if lstm else (y, h_n)
+
+
+def pack_weights(
+    cell: str, weight_ih: Any, weight_hh: Any, bias_ih: Any = None, bias_hh: Any = None, *, weight_hr: Any = None
+) -> PackedWeights:
+    """Copy and pack one layer's weights once, for repeated inference forwards (:class:`PackedWeights`).
+
+    Parameters
+    ----------
+    cell : {"lstm", "gru", "rnn_tanh", "rnn_relu"}
+    weight_ih, weight_hh, bias_ih, bias_hh, weight_hr
+        As for the cell's forward (``weight_hr``: LSTM only); the dtype of ``weight_ih``
+        (float32 or float64) is the dtype of every forward through the result.
+    """
+    if cell not in _GATES:
+        raise ValueError(f"cell must be one of {sorted(_GATES)}, got {cell!r}")
+    if weight_hr is not None and cell != "lstm":
+        raise ValueError(f"weight_hr is for an LSTM only, got cell {cell!r}")
+    if cuda.is_device_array(weight_ih) or cuda.is_device_array(weight_hh):
+        raise TypeError("pack_weights packs for the CPU kernels; the weights must be host (NumPy) arrays")
+    return PackedWeights(cell, _check_weights(cell, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr))
+
+
+def _forward(
+    cell: str,
+    x: Any,
+    h0: Any,
+    c0: Any,
+    weight_ih: Any,
+    weight_hh: Any,
+    bias_ih: Any,
+    bias_hh: Any,
+    lengths: Any,
+    reverse: bool,
+    need_tape: bool,
+    weight_hr: Any = None,
+    packed: PackedWeights | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Tape | None]:
+    if packed is None and (cuda.is_device_array(x) or cuda.is_device_array(weight_ih)):  # CuPy, torch.cuda, ...
+        return cuda.forward(
+            cell, x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, need_tape, weight_hr
+        )
+    G = _GATES[cell]
+    if packed is None:
+        w_ih, w_hh, b_ih, b_hh, w_hr, has_bias = _check_weights(cell, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr)
+        dtype, I, H = w_ih.dtype, w_ih.shape[1], w_ih.shape[0] // G
+        P = w_hr.shape[0] if w_hr is not None else H
+    else:
+        if cuda.is_device_array(x):
+            raise TypeError("PackedWeights run on the CPU; x must be a host (NumPy) array")
+        dtype, I, H = packed.dtype, packed.input_size, packed.hidden_size
+        P = packed.proj_size or H
+        w_ih = w_hh = b_hh = w_hr = None
+        b_ih, has_bias = packed._bias_ih, True
+    projected = P != H
     x_arr = _checks.float_array(x, "x", dtype)
     if x_arr.ndim != 3 or x_arr.shape[2] != I:
         raise ValueError(f"x must have shape (T, B, {I}) (T, B, I), got {x_arr.shape}")
     T, B = x_arr.shape[:2]
     h0_arr = _checks.float_array(h0, "h0", dtype)
-    _checks.shape(h0_arr, "h0", (B, P), "(B, P)" if weight_hr is not None else "(B, H)")
+    _checks.shape(h0_arr, "h0", (B, P), "(B, P)" if projected else "(B, H)")
     lstm = cell == "lstm"
     if lstm:
         c0_arr = _checks.float_array(c0, "c0", dtype)
@@ -128,10 +225,10 @@ def _forward(
         if lengths_arr is not None:
             x_c[np.arange(T)[:, None] >= lengths_arr[None, :]] = 0
         w_ih_c, w_hh_c = np.array(w_ih, order="C"), np.array(w_hh, order="C")
-        w_hr_c = np.array(w_hr, order="C") if weight_hr is not None else None
+        w_hr_c = np.array(w_hr, order="C") if w_hr is not None else None
     else:
-        x_c, w_ih_c, w_hh_c = (np.ascontiguousarray(a) for a in (x_arr, w_ih, w_hh))
-        w_hr_c = np.ascontiguousarray(w_hr) if weight_hr is not None else None
+        x_c = np.ascontiguousarray(x_arr)
+        w_ih_c, w_hh_c, w_hr_c = (np.ascontiguousarray(a) if a is not None else None for a in (w_ih, w_hh, w_hr))
     y = empty((T, B, P), dtype)
     h_n = empty((B, P), dtype)
     c_n = empty((B, H), dtype) if lstm else None
@@ -139,12 +236,12 @@ def _forward(
     h_prev = empty((T, B, P), dtype) if need_tape else None
     c_prev = empty((T, B, H), dtype) if need_tape and lstm else None
     aux = empty((T, B, H), dtype) if need_tape and cell == "gru" else None
-    m = empty((T, B, H), dtype) if need_tape and w_hr_c is not None else None
+    m = empty((T, B, H), dtype) if need_tape and projected else None
     _C.forward(
         getattr(_C.CellKind, cell), T, B, I, H, P, bool(reverse), lengths_arr,
         x_c, np.ascontiguousarray(h0_arr), np.ascontiguousarray(c0_arr) if lstm else None,
-        w_ih_c, w_hh_c, np.ascontiguousarray(b_ih), np.ascontiguousarray(b_hh), w_hr_c,
-        y, h_n, c_n, gates, h_prev, c_prev, aux, m,
+        w_ih_c, w_hh_c, np.ascontiguousarray(b_ih), np.ascontiguousarray(b_hh) if b_hh is not None else None, w_hr_c,
+        y, h_n, c_n, gates, h_prev, c_prev, aux, m, packed._packed if packed is not None else None,
     )  # fmt: skip
     tape = None
     if need_tape:

@@ -17,6 +17,17 @@ struct Sizes {
   bool active(index_t b, index_t t) const { return lengths == nullptr || t < lengths[b]; }
 };
 
+// One layer's weights laid out as the forward reads them, in the running ISA's layout (sizes from
+// KernelTable::packed_sizes): filled once by KernelTable::pack_*, then read by any number of
+// forwards, which then skip their own packing of W_ih, W_hh, b_hh and W_hr.
+template <class S>
+struct PackedWeights {
+  S* w_ih = nullptr;  // W_ih^T as the input GEMM's B panels
+  S* w_hh = nullptr;  // R regrouped per block of units
+  S* b_hh = nullptr;  // b_r per block of units
+  S* w_hr = nullptr;  // W_hr per block of P, projected LSTM
+};
+
 template <class S>
 struct ForwardParams {
   Sizes n;
@@ -37,6 +48,8 @@ struct ForwardParams {
   S* c_prev = nullptr;  // [T, B, H]  LSTM
   S* aux = nullptr;     // [T, B, H]  GRU
   S* m = nullptr;       // [T, B, H]  projected LSTM: o * tanh(c), the input of the projection
+  // Weights packed beforehand (inference), or all nullptr: w_ih, w_hh, b_hh, w_hr packed per call.
+  PackedWeights<S> packed;
 };
 
 template <class S>
