@@ -256,3 +256,55 @@ def test_packed_float64_weights_cast_inputs(rng: np.random.Generator) -> None:
     packed = functional.pack_weights("rnn_tanh", a["weight_ih"], a["weight_hh"], a["bias_ih"], a["bias_hh"])
     y, h_n = packed.forward(a["x"].astype(np.float32), a["h0"].astype(np.float32))
     assert y.dtype == np.float64 and h_n.dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    "cls,kw",
+    [
+        (fusedrnn.LSTM, {"num_layers": 2, "bidirectional": True}),
+        (fusedrnn.LSTM, {"proj_size": 5, "batch_first": True}),
+        (fusedrnn.GRU, {"num_layers": 3, "bias": False}),
+        (fusedrnn.RNN, {"nonlinearity": "relu", "bidirectional": True}),
+    ],
+    ids=["lstm", "lstm_proj", "gru", "rnn_relu"],
+)
+def test_layer_packed_block(cls: Any, kw: dict[str, Any], rng: np.random.Generator) -> None:
+    layer = cls(7, 11, seed=int(rng.integers(1 << 30)), **kw).eval()
+    x = rng.standard_normal((3, 5, 7)).astype(np.float32)
+    lengths = np.array([5, 2, 4]) if kw.get("batch_first") else np.array([3, 1, 2, 3, 3])
+
+    def flat(result: Any) -> list[np.ndarray]:
+        y, state = result
+        return [y, *(state if isinstance(state, tuple) else (state,))]
+
+    plain = flat(layer(x, lengths=lengths))
+    step = flat(layer(x[:1] if not kw.get("batch_first") else x[:, :1]))
+    with layer.packed() as same:
+        assert same is layer
+        for got, want in zip(flat(layer(x, lengths=lengths)), plain):
+            assert np.array_equal(got, want)
+        for got, want in zip(flat(layer(x[:1] if not kw.get("batch_first") else x[:, :1])), step):
+            assert np.array_equal(got, want)
+        # A snapshot: parameters changed inside the block reach only forwards that keep a tape.
+        for name, value in layer.state_dict().items():
+            layer.load_state_dict({**layer.state_dict(), name: value * 2})
+        for got, want in zip(flat(layer(x, lengths=lengths)), plain):
+            assert np.array_equal(got, want)
+        layer.train()
+        y, _ = layer(x, lengths=lengths)  # with a tape: the live (changed) parameters
+        assert not np.array_equal(y, plain[0])
+        layer.backward(np.ones_like(y))
+        layer.eval()
+    assert layer._packed is None
+    assert not np.array_equal(flat(layer(x, lengths=lengths))[0], plain[0])  # the changed weights again
+
+
+def test_layer_packed_block_restores_on_error(rng: np.random.Generator) -> None:
+    layer = fusedrnn.GRU(4, 6, seed=1).eval()
+    with pytest.raises(RuntimeError, match="inside"):
+        with layer.packed():
+            with layer.packed():
+                assert layer._packed is not None
+            assert layer._packed is not None
+            raise RuntimeError("inside")
+    assert layer._packed is None

@@ -351,7 +351,7 @@ def sample_text(
     """Continue ``prompt`` by ``n`` characters drawn one at a time, carrying the recurrent state."""
     ids = corpus.encode(prompt or "\n")
     out = []
-    with fusedrnn.no_grad():
+    with fusedrnn.no_grad(), model.rnn.packed():  # one step per call: the weights packed once
         logits, state = model.forward(ids[:, None])  # (T, 1, V): read the prompt
         for _ in range(n):
             p = softmax(logits[-1, 0].astype(np.float64), temperature)

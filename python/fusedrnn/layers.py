@@ -8,8 +8,10 @@ returns the input gradients and writes the parameter gradients into ``layer.grad
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+from collections.abc import Iterator
 from typing import Any, Callable, ClassVar
 
 import numpy as np
@@ -27,6 +29,7 @@ class _Recurrent:
 
     _gates: ClassVar[int]
     _has_cell_state: ClassVar[bool] = False
+    _cell_name: str  # functional's name of the cell: "lstm", "gru", "rnn_tanh" or "rnn_relu"
 
     def __init__(
         self,
@@ -77,6 +80,7 @@ class _Recurrent:
             self._params[name] = param
         self.grads: dict[str, np.ndarray] = {k: np.zeros_like(v) for k, v in self._params.items()}
         self._tape: dict[str, Any] | None = None
+        self._packed: dict[str, functional.PackedWeights] | None = None
 
     # ------------------------------------------------------------------ parameters
     @property
@@ -152,6 +156,31 @@ class _Recurrent:
         """Inference mode: no tape (:meth:`backward` is an error), no dropout."""
         return self.train(False)
 
+    @contextlib.contextmanager
+    def packed(self) -> Iterator[_Recurrent]:
+        """Within the block, forwards without a tape use the weights packed once on entry.
+
+        Every forward packs its weights into the layout the kernels read; for one step at a time
+        (generation) that is most of the call (``functional.pack_weights``). Inside ``with
+        layer.packed():`` the forwards that keep no tape (``eval()`` or ``no_grad()``) skip it and
+        use the weights as they were on entry; forwards that keep a tape read the parameters as
+        always. Leaving the block frees the packed copies.
+        """
+        cell = self._cell_name
+        p = self._params
+        packed = {}
+        for k in range(self.num_layers):
+            for suffix in self._suffixes(k):
+                packed[suffix] = functional.pack_weights(
+                    cell, p[f"weight_ih{suffix}"], p[f"weight_hh{suffix}"], p.get(f"bias_ih{suffix}"),
+                    p.get(f"bias_hh{suffix}"), weight_hr=p.get(f"weight_hr{suffix}"),
+                )  # fmt: skip
+        previous, self._packed = self._packed, packed
+        try:
+            yield self
+        finally:
+            self._packed = previous
+
     # ------------------------------------------------------------------ forward / backward
     def _state_shapes(self, B: int | None) -> list[tuple[int, ...]]:
         """Shapes of h (and c): (num_layers * num_directions, [B,] size)."""
@@ -186,11 +215,16 @@ class _Recurrent:
             outs = []
             for d, suffix in enumerate(self._suffixes(k)):
                 idx = k * self.num_directions + d
-                y, new_states, tape = self._cell_forward(
-                    inp, [s[idx] for s in states], p[f"weight_ih{suffix}"], p[f"weight_hh{suffix}"],
-                    p.get(f"bias_ih{suffix}"), p.get(f"bias_hh{suffix}"), p.get(f"weight_hr{suffix}"),
-                    lengths_arr, d == 1, need_tape,
-                )  # fmt: skip
+                layer_states = [s[idx] for s in states]
+                if self._packed is not None and not need_tape:
+                    y, *new_states = self._packed[suffix].forward(inp, *layer_states, lengths=lengths_arr, reverse=d == 1)
+                    tape = None
+                else:
+                    y, new_states, tape = self._cell_forward(
+                        inp, layer_states, p[f"weight_ih{suffix}"], p[f"weight_hh{suffix}"],
+                        p.get(f"bias_ih{suffix}"), p.get(f"bias_hh{suffix}"), p.get(f"weight_hr{suffix}"),
+                        lengths_arr, d == 1, need_tape,
+                    )  # fmt: skip
                 outs.append(y)
                 tapes.append(tape)
                 for out, s in zip(out_states, new_states):
@@ -374,6 +408,7 @@ class LSTM(_Recurrent):
     """
 
     _gates = 4
+    _cell_name = "lstm"
     _has_cell_state = True
 
     def __call__(self, x: Any, hx: Any = None, lengths: Any = None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
@@ -438,6 +473,7 @@ class GRU(_SingleState):
     """
 
     _gates = 3
+    _cell_name = "gru"
 
     def __init__(
         self,
@@ -493,6 +529,7 @@ class RNN(_SingleState):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
+        self._cell_name = "rnn_" + nonlinearity
         super().__init__(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
             dtype=dtype, device=device, seed=seed,
