@@ -308,3 +308,12 @@ def test_layer_packed_block_restores_on_error(rng: np.random.Generator) -> None:
             assert layer._packed is not None
             raise RuntimeError("inside")
     assert layer._packed is None
+
+
+def test_bench_times_the_packed_forward(capsys: pytest.CaptureFixture[str]) -> None:
+    from fusedrnn import bench
+
+    rows = bench.run([bench.Config("gru", 2, 1, 8, 8)], 1, with_reference=False, with_torch=False, with_ort=False,
+                     peak=100.0)  # fmt: skip
+    assert rows[0]["packed_fwd"] > 0
+    assert "| packed " in capsys.readouterr().out

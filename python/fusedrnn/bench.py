@@ -4,7 +4,9 @@ Every configuration is first checked: the float32 kernels must agree with the fl
 (relative error <= 1e-4 on outputs and every gradient) before anything is timed. Timings are
 medians over repeats of whole calls (argument checks and allocations included). Baselines run
 in the same process: the NumPy reference (``--reference``; always in ``--quick``), torch and ONNX
-Runtime when importable (forward only for ONNX Runtime, its inference engine). GFLOP/s use the
+Runtime when importable (forward only for ONNX Runtime, its inference engine), and the forward
+through weights packed once (``functional.pack_weights``; ONNX Runtime's session likewise packs
+once, so that is the like-for-like inference ratio). GFLOP/s use the
 forward's ``2*T*B*(I+H)*G*H`` FLOPs and three times that for forward+backward; "% peak" is
 against a float32 FMA loop measured at start-up on the same threads, the best of five readings
 (interference only ever lowers a reading).
@@ -75,6 +77,10 @@ DEEPBENCH = [
                     (1536, 4, 25), (1536, 64, 25))
 ]  # fmt: skip
 
+# One step of one sequence per call, as in generation (sampling a token, feeding it back): the
+# per-call cost of packing the weights is most of such a call; the packed forward skips it.
+GENERATION = [_square(cell, H, 1, 1) for cell in ("lstm", "gru") for H in (256, 512, 1024)]
+
 
 def _arrays(cfg: Config, dtype: Any, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -117,6 +123,16 @@ def _runner(module: Any, cfg: Config, a: dict[str, np.ndarray]) -> tuple[Callabl
             return out[:2], bwd_fn(out[2], a["dy"])
 
     return (lambda: fwd(False)), both
+
+
+def _packed_forward(cfg: Config, a: dict[str, np.ndarray]) -> Callable[[], Any]:
+    """The forward through weights packed once (``functional.pack_weights``), checked bitwise."""
+    packed = functional.pack_weights(cfg.cell, a["weight_ih"], a["weight_hh"], a["bias_ih"], a["bias_hh"])
+    states = (a["h0"], a["c0"]) if cfg.cell == "lstm" else (a["h0"],)
+    fwd = _runner(functional, cfg, a)[0]
+    if not np.array_equal(packed.forward(a["x"], *states)[0], fwd()[0]):
+        raise RuntimeError(f"{cfg}: the packed forward differs from the plain one")
+    return lambda: packed.forward(a["x"], *states)
 
 
 def _max_rel_error(cfg: Config) -> float:
@@ -222,6 +238,7 @@ def run(configs: list[Config], repeats: int, with_reference: bool, with_torch: b
         row: dict[str, Any] = {"config": str(cfg), "check": err, "flops": cfg.forward_flops, "peak": peak}
         row["fwd"] = _median_seconds(fwd, repeats)
         row["fwdbwd"] = _median_seconds(both, repeats)
+        row["packed_fwd"] = _median_seconds(_packed_forward(cfg, a), repeats)
         if with_reference:
             rfwd, rboth = _runner(reference, cfg, a)
             row["ref_fwd"] = _median_seconds(rfwd, 3)
@@ -247,6 +264,9 @@ def _format_row(row: dict[str, Any]) -> str:
             s += f" | {label} {row[f'{key}_fwd'] / f:5.2f}x {row[f'{key}_fwdbwd'] / fb:5.2f}x"
     if "ort_fwd" in row:
         s += f" | ort {row['ort_fwd'] / f:5.2f}x"
+    s += f" | packed {row['packed_fwd'] * 1e3:.3f} ms"
+    if "ort_fwd" in row:
+        s += f" ort {row['ort_fwd'] / row['packed_fwd']:5.2f}x"
     return s
 
 
@@ -259,6 +279,9 @@ def _summary(rows: list[dict[str, Any]]) -> str:
             s = f"geometric mean speed-up over {label}: forward {math.exp(np.mean(np.log(fwd))):.2f}x"
             if both:
                 s += f", forward+backward {math.exp(np.mean(np.log(both))):.2f}x"
+            if key == "ort":  # ORT's session packs its weights once; so does pack_weights
+                packed = [r["ort_fwd"] / r["packed_fwd"] for r in rows if "ort_fwd" in r]
+                s += f"; forward with weights packed once {math.exp(np.mean(np.log(packed))):.2f}x"
             lines.append(s)
     return "\n".join(lines)
 
@@ -341,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--quick", action="store_true", help="a few small sizes (the default)")
     which.add_argument("--table", action="store_true", help="the fast-CPU issue's table of sizes")
     which.add_argument("--deepbench", action="store_true", help="DeepBench training sizes scaled to this machine")
+    which.add_argument("--generation", action="store_true", help="one step of one sequence per call (T = B = 1)")
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per measurement (median)")
     parser.add_argument("--threads", type=int, default=None, help="threads for every library (default: all CPUs)")
     parser.add_argument("--reference", action="store_true", help="also time the NumPy reference (slow)")
@@ -360,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         from . import bench_cuda
 
         return bench_cuda.main(None, args.repeats, args.cuda_path)
-    configs = TABLE if args.table else DEEPBENCH if args.deepbench else QUICK
+    configs = TABLE if args.table else DEEPBENCH if args.deepbench else GENERATION if args.generation else QUICK
     if args.threads:
         _runtime.set_num_threads(args.threads)
     threads = _runtime.get_num_threads()
@@ -382,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"onnxruntime {onnxruntime.__version__}")
         except Exception:
             with_ort = False
-    with_reference = args.reference or not (args.table or args.deepbench)
+    with_reference = args.reference or not (args.table or args.deepbench or args.generation)
     info = _runtime.cpu_info()
     from . import _C
 
