@@ -643,12 +643,20 @@ void forward_step(const Sizes& n, index_t t, bool descending, long blk0, long bl
       S hp_rows[MaxRows][G * U];
       const S* h_rows[MaxRows];
       for (int r = 0; r < rows; ++r) h_rows[r] = h + group[r] * P;
+      // The group's rows of W x + b into L2 now, while its products run (the one-block-ahead
+      // prefetch above is evicted from L1 by the R stream when B is large), and each into L1 one
+      // row ahead of its cell math: their load stall fell from ~11% to ~8% of the step at LSTM
+      // H = 1024, B = 64 (perf); end to end 1-3%.
+      for (int r = 0; r < rows; ++r)
+        for (int g = 0; g < G; ++g) __builtin_prefetch(gates_t + group[r] * GH + g * H + j0, 0, 2);
       for (int q = 0; q < G / GG; ++q)
         block_product_rows<GG, Stream>(rows, split, rp + q * P * GG * U, h_rows, P,
                                b_packed + (blk * G + q * GG) * U, &hp_rows[0][q * GG * U], G * U);
       for (int r = 0; r < rows; ++r) {
         const index_t row = group[r];
         const S* hp = hp_rows[r];
+        if (r + 1 < rows)
+          for (int g = 0; g < G; ++g) __builtin_prefetch(gates_t + group[r + 1] * GH + g * H + j0, 0, 3);
         S xp[G][U], a[G][U], h_old[U], c_old[U], h_new[U], c_new[U], aux[U];
         S* gb = gates_t + row * GH + j0;
         for (int g = 0; g < G; ++g) load_lanes(gb + g * H, units, xp[g]);
