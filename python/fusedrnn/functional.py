@@ -12,6 +12,10 @@ reversed sequence starts at its last real step, and ``dy`` there is never read.
 
 Empty sizes: ``T = 0`` gives an empty ``y`` and ``h_n = h0`` (gradients: ``dh0 = dh_n``, the
 others zero); ``B = 0`` gives empty outputs and zero parameter gradients.
+
+For inference with fixed weights, :func:`pack_weights` packs them once into the layout the
+kernels read (every forward above does it per call) and :meth:`PackedWeights.forward` runs the
+same forward without a tape; for one step per call (generation) that packing is most of a call.
 """
 
 from __future__ import annotations
