@@ -702,3 +702,63 @@ def test_retain_graph_backward_twice(kind: str, packed: bool, rng: np.random.Gen
     loss.backward()
     for p, g in zip(ours.parameters(), first[2:]):
         assert torch.equal(p.grad, 2 * g)
+
+
+# ----------------------------------------------------------------------------------------------
+# module.packed(): weights packed once for the forwards that record no graph
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_packed_block_matches_plain_forward(kind: str, dtype: Any, rng: np.random.Generator) -> None:
+    ours, _ = make_pair(kind, dtype, seed_of(rng), num_layers=2, bidirectional=True)
+    x = torch.tensor(rng.standard_normal((T, B, I)), dtype=dtype)
+    seq = pack_padded_sequence(x, torch.tensor(LENGTHS), enforce_sorted=False)
+
+    def flat(result: Any) -> list[torch.Tensor]:
+        out, state = result
+        out = out.data if isinstance(out, PackedSequence) else out
+        return [out, *(state if isinstance(state, tuple) else (state,))]
+
+    with torch.no_grad():
+        want = [flat(ours(x)), flat(ours(seq)), flat(ours(x[:, 0]))]
+        with ours.packed() as same:
+            assert same is ours
+            got = [flat(ours(x)), flat(ours(seq)), flat(ours(x[:, 0]))]
+    for w, g in zip(want, got):
+        for a, b in zip(w, g):
+            assert a.dtype == b.dtype and torch.equal(a, b)
+
+
+def test_packed_block_is_a_snapshot_and_graphs_use_live_parameters(rng: np.random.Generator) -> None:
+    ours, _ = make_pair("lstm", torch.float64, seed_of(rng))
+    x = torch.tensor(rng.standard_normal((T, B, I)))
+    with torch.no_grad():
+        before = ours(x)[0]
+    with ours.packed():
+        with torch.no_grad():
+            for p in ours.parameters():
+                p.mul_(2.0)
+            assert torch.equal(ours(x)[0], before)  # the snapshot
+        y, _ = ours(x)  # records a graph: the live (doubled) parameters
+        assert y.requires_grad and not torch.equal(y.detach(), before)
+        y.sum().backward()
+        assert all(p.grad is not None for p in ours.parameters())
+    assert ours._packed is None
+    with torch.no_grad():
+        assert not torch.equal(ours(x)[0], before)
+
+
+def test_packed_block_restores_on_error_and_refuses_other_dtypes(rng: np.random.Generator) -> None:
+    ours, _ = make_pair("gru", torch.float32, seed_of(rng))
+    with pytest.raises(RuntimeError, match="inside"):
+        with ours.packed():
+            with ours.packed():
+                pass
+            assert ours._packed is not None
+            raise RuntimeError("inside")
+    assert ours._packed is None
+    with pytest.raises(TypeError, match="float32/float64"):
+        with ours.half().packed():
+            pass

@@ -16,6 +16,9 @@ in a CUDA-enabled build with a GPU, on CUDA tensors in place through :mod:`fused
 (torch's current stream; float16/bfloat16 too). Dropout between layers uses ``torch.nn.functional.dropout`` (torch's generator), so it
 differs from ``torch.nn``'s masks, as any two dropout draws do. Double backward is not supported.
 
+For generation on the CPU (one step per call), ``with module.packed():`` packs the weights once
+for the forwards inside it that record no graph (:meth:`LSTM.packed`).
+
 Bad input raises ``ValueError``/``TypeError`` naming the argument (torch raises ``RuntimeError``
 for some of the same mistakes).
 
@@ -25,6 +28,8 @@ Training on several processes or machines: wrap the module in
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -88,9 +93,39 @@ class _FusedForward:
 
     _cell: str
     _has_cell_state = False
+    _packed: tuple[torch.dtype, list[functional.PackedWeights]] | None = None  # inside packed()
 
     def _cell_name(self) -> str:
         return self._cell
+
+    @contextlib.contextmanager
+    def packed(self) -> Iterator[Any]:
+        """Within the block, CPU forwards that record no graph use the weights packed once on entry.
+
+        Every forward packs its weights into the layout the kernels read; for one step at a time
+        (generation) that is most of the call (``fusedrnn.functional.pack_weights``). Inside
+        ``with module.packed():``, forwards under ``torch.no_grad()``/``inference_mode()`` (or
+        with nothing requiring a gradient) skip it and use the parameters' values at entry:
+        changing them inside the block reaches only forwards that record a graph. CPU parameters
+        only (float32 or float64); leaving the block frees the packed copies.
+        """
+        weights = [getattr(self, n) for n in self._flat_weights_names]
+        if weights[0].is_cuda or weights[0].dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"{type(self).__name__}.packed(): CPU float32/float64 parameters only, got "
+                            f"{weights[0].dtype} on {weights[0].device}")  # fmt: skip
+        P = self.proj_size if getattr(self, "proj_size", 0) else self.hidden_size
+        per_dir = len(weights) // (self.num_layers * (2 if self.bidirectional else 1))
+        packed = []
+        for start in range(0, len(weights), per_dir):
+            params = [_array(w) for w in weights[start : start + per_dir]]
+            biases = (params[2], params[3]) if self.bias else (None, None)
+            w_hr = params[-1] if P != self.hidden_size else None
+            packed.append(functional.pack_weights(self._cell_name(), params[0], params[1], *biases, weight_hr=w_hr))
+        previous, self._packed = self._packed, (weights[0].dtype, packed)
+        try:
+            yield self
+        finally:
+            self._packed = previous
 
     def forward(self, input: Any, hx: Any = None) -> tuple[Any, Any]:  # noqa: A002 (torch's name)
         name = type(self).__name__
@@ -139,9 +174,17 @@ class _FusedForward:
                 b_ih, b_hh = (params[2], params[3]) if self.bias else (None, None)
                 w_hr = params[-1] if P != self.hidden_size else None
                 c0 = states[1][idx] if self._has_cell_state else None
-                y, h_n, c_n = _LayerFunction.apply(
-                    grad_enabled, cell, d == 1, lengths, inp, states[0][idx], c0, w_ih, w_hh, b_ih, b_hh, w_hr
-                )
+                graph = grad_enabled and any(t is not None and t.requires_grad for t in (inp, states[0][idx], c0, *params))
+                if self._packed is not None and not graph and self._packed[0] == inp.dtype and not inp.is_cuda:
+                    outs_np = self._packed[1][idx].forward(
+                        _array(inp), _array(states[0][idx]), *((_array(c0),) if c0 is not None else ()),
+                        lengths=lengths, reverse=d == 1,
+                    )  # fmt: skip
+                    y, h_n, c_n = (_tensor(a) for a in (*outs_np, None)[:3])
+                else:
+                    y, h_n, c_n = _LayerFunction.apply(
+                        grad_enabled, cell, d == 1, lengths, inp, states[0][idx], c0, w_ih, w_hh, b_ih, b_hh, w_hr
+                    )
                 outs.append(y)
                 out_states[0].append(h_n)
                 if self._has_cell_state:
