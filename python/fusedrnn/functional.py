@@ -236,7 +236,7 @@ def _forward(
     y = empty((T, B, P), dtype)
     h_n = empty((B, P), dtype)
     c_n = empty((B, H), dtype) if lstm else None
-    gates = empty((T, B, G * H), dtype)
+    gates = empty((T, B, G * H), dtype) if need_tape else None  # without a tape: the kernels' kept scratch
     h_prev = empty((T, B, P), dtype) if need_tape else None
     c_prev = empty((T, B, H), dtype) if need_tape and lstm else None
     aux = empty((T, B, H), dtype) if need_tape and cell == "gru" else None

@@ -42,7 +42,7 @@ struct ForwardParams {
   S* y = nullptr;           // [T, B, P]
   S* h_n = nullptr;         // [B, P]
   S* c_n = nullptr;         // [B, H]  LSTM
-  S* gates = nullptr;       // [T, B, GH] workspace; with a tape, the activated gates
+  S* gates = nullptr;       // [T, B, GH] with a tape, the activated gates; else nullptr (kept scratch)
   // The tape; all nullptr for inference.
   S* h_prev = nullptr;  // [T, B, P]
   S* c_prev = nullptr;  // [T, B, H]  LSTM
