@@ -564,8 +564,8 @@ def test_need_tape_false(cell: str, dtype: Any, reverse: bool, rng: np.random.Ge
 def test_need_tape_false_workspace_reused_across_shapes(rng: np.random.Generator) -> None:
     """Without a tape the gates live in the kernels' kept scratch: calls of other shapes in
     between (larger, smaller, another cell) leave nothing behind that a later call reads."""
-    problems = [make_problem(rng, cell, T, B, 7, H) for cell, T, B, H in
-                (("lstm", 30, 5, 40), ("gru", 3, 2, 9), ("lstm", 50, 8, 64), ("rnn_tanh", 30, 5, 40), ("lstm", 30, 5, 40))]  # fmt: skip
+    shapes = (("lstm", 30, 5, 40), ("gru", 3, 2, 9), ("lstm", 50, 8, 64), ("rnn_tanh", 30, 5, 40), ("lstm", 30, 5, 40))
+    problems = [make_problem(rng, cell, T, B, 7, H) for cell, T, B, H in shapes]
     for p in problems:
         a = p.cast(np.float32)
         with_tape, _ = forward(p.cell, a)

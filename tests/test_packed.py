@@ -87,7 +87,9 @@ def test_packed_forward_matches_reference(kind: str, dtype: Any, rng: np.random.
         )[:3]  # fmt: skip
     elif p.cell == "gru":
         got = packed.forward(a["x"], a["h0"], **kw)
-        want = reference.gru_forward(r["x"], r["h0"], r["weight_ih"], r["weight_hh"], r["bias_ih"], r["bias_hh"], **kw)[:2]
+        want = reference.gru_forward(
+            r["x"], r["h0"], r["weight_ih"], r["weight_hh"], r["bias_ih"], r["bias_hh"], **kw
+        )[:2]
     else:
         got = packed.forward(a["x"], a["h0"], **kw)
         want = reference.rnn_forward(

@@ -95,9 +95,9 @@ inline ScratchBytes allocate_scratch(std::size_t bytes) {
 
 // Storage one kernel call fills before reading and needs only while it runs: left uninitialised,
 // and kept by the thread for its next call, up to kKeptScratchBytes per slot (so a thread that
-// ran large calls holds up to that much per slot afterwards). Fresh pages cost a
-// fault and a clearing each: up to a fifth of a small call's time, and ~4% of an LSTM H = 1536
-// forward, whose packed R is 38 MB. Larger requests are allocated for the call alone. A thread
+// ran large calls holds that much per slot afterwards). Fresh pages cost a fault and a clearing
+// each: up to a fifth of a small call's time, and ~4% of an LSTM H = 1536 forward, whose packed
+// R is 38 MB. Larger requests are allocated for the call alone. A thread
 // holds one Scratch per slot at a time (it runs one call at a time; a call uses each slot once).
 enum ScratchSlot { kRecurrentSlot, kBiasSlot, kProjectionSlot, kGemmASlot, kGemmBSlot, kGatesSlot, kScratchSlots };
 constexpr std::size_t kKeptScratchBytes = std::size_t{64} << 20;
@@ -881,7 +881,8 @@ inline void add_dy(const BackwardParams<S>& p, index_t t, index_t b, index_t j0,
 // backward_block reads them once, long after the forward wrote them (from L3 or memory), and
 // their loads stalled the walk (dy alone: ~18% of its samples at LSTM H=256 B=16; 7% after).
 template <class Cell, class S>
-FUSEDRNN_INLINE void prefetch_step_rows(const BackwardParams<S>& p, index_t t, index_t b, index_t j0, index_t span) {
+FUSEDRNN_INLINE void prefetch_step_rows(const BackwardParams<S>& p, index_t t, index_t b, index_t j0,
+                                        index_t span) {
   const index_t B = p.n.B, H = p.n.H, GH = Cell::G * H, row = t * B + b;
   auto ask = [span](const S* first) {
     for (index_t u = 0; u < span; u += 64 / static_cast<index_t>(sizeof(S))) __builtin_prefetch(first + u, 0, 2);
@@ -1081,6 +1082,7 @@ void backward_any(CellKind cell, const BackwardParams<S>& p) {
   }
 }
 
+// Elements of PackedWeights' four buffers (pack_gemm_b's W_ih, pack_rows' R and b_r, W_hr).
 void packed_sizes(CellKind cell, index_t I, index_t H, index_t P, bool f64, index_t sizes[4]) {
   auto fill = [&](auto zero) {
     using S = decltype(zero);
@@ -1094,6 +1096,7 @@ void packed_sizes(CellKind cell, index_t I, index_t H, index_t P, bool f64, inde
   else fill(0.0f);
 }
 
+// The forward's packing of W_ih, R, b_r and W_hr done once, into `out` (functional.pack_weights).
 template <class Cell, bool Project, class S>
 void pack_impl(const ForwardParams<S>& p, const PackedWeights<S>& out) {
   const index_t I = p.n.I, H = p.n.H, P = p.n.P, GH = Cell::G * H;

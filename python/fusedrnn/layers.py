@@ -217,7 +217,8 @@ class _Recurrent:
                 idx = k * self.num_directions + d
                 layer_states = [s[idx] for s in states]
                 if self._packed is not None and not need_tape:
-                    y, *new_states = self._packed[suffix].forward(inp, *layer_states, lengths=lengths_arr, reverse=d == 1)
+                    weights = self._packed[suffix]
+                    y, *new_states = weights.forward(inp, *layer_states, lengths=lengths_arr, reverse=d == 1)
                     tape = None
                 else:
                     y, new_states, tape = self._cell_forward(

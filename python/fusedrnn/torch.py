@@ -174,7 +174,8 @@ class _FusedForward:
                 b_ih, b_hh = (params[2], params[3]) if self.bias else (None, None)
                 w_hr = params[-1] if P != self.hidden_size else None
                 c0 = states[1][idx] if self._has_cell_state else None
-                graph = grad_enabled and any(t is not None and t.requires_grad for t in (inp, states[0][idx], c0, *params))
+                tensors = (inp, states[0][idx], c0, *params)
+                graph = grad_enabled and any(t is not None and t.requires_grad for t in tensors)
                 if self._packed is not None and not graph and self._packed[0] == inp.dtype and not inp.is_cuda:
                     outs_np = self._packed[1][idx].forward(
                         _array(inp), _array(states[0][idx]), *((_array(c0),) if c0 is not None else ()),
