@@ -229,8 +229,14 @@ def run(configs: list[Config], repeats: int, with_reference: bool, with_torch: b
     """Check and time each configuration; prints and returns one row per configuration."""
     rows = []
     threads = _runtime.get_num_threads()
+    from threadpoolctl import threadpool_limits
+
     for cfg in configs:
-        err = _max_rel_error(Config(cfg.cell, min(cfg.T, 6), min(cfg.B, 4), cfg.I, cfg.H))
+        # The check's NumPy products on one BLAS thread: OpenBLAS's threads spin on the cores for a
+        # while after a call, and the first timing below (our plain forward) ran 1.5-2x slow beside
+        # them on short configurations (GRU T=25 B=16 H=512: 14.7 ms in the table, 7.0 ms alone).
+        with threadpool_limits(limits=1):
+            err = _max_rel_error(Config(cfg.cell, min(cfg.T, 6), min(cfg.B, 4), cfg.I, cfg.H))
         if not err <= 1e-4:
             raise RuntimeError(f"{cfg}: kernels disagree with the reference (max relative error {err:.2e})")
         a = _arrays(cfg, np.float32)
@@ -243,6 +249,7 @@ def run(configs: list[Config], repeats: int, with_reference: bool, with_torch: b
             rfwd, rboth = _runner(reference, cfg, a)
             row["ref_fwd"] = _median_seconds(rfwd, 3)
             row["ref_fwdbwd"] = _median_seconds(rboth, 3)
+            time.sleep(0.2)  # for OpenBLAS's spinning threads to go to sleep before the next timing
         torch_fns = _torch_runners(cfg, a) if with_torch else None
         if torch_fns is not None:
             row["torch_fwd"] = _median_seconds(torch_fns[0], repeats)
