@@ -242,6 +242,10 @@ def run(configs: list[Config], repeats: int, with_reference: bool, with_torch: b
         a = _arrays(cfg, np.float32)
         fwd, both = _runner(functional, cfg, a)
         row: dict[str, Any] = {"config": str(cfg), "check": err, "flops": cfg.forward_flops, "peak": peak}
+        # The previous configuration's baselines leave threads spinning on the cores for a while
+        # (ONNX Runtime's pool and torch's OpenMP team spin-wait by default): our first timing ran
+        # 1.5-2x slow beside them on short configurations. Let them go to sleep first.
+        time.sleep(0.5)
         row["fwd"] = _median_seconds(fwd, repeats)
         row["fwdbwd"] = _median_seconds(both, repeats)
         row["packed_fwd"] = _median_seconds(_packed_forward(cfg, a), repeats)
