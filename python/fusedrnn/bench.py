@@ -227,10 +227,10 @@ def _ort_forward(cfg: Config, a: dict[str, np.ndarray], threads: int) -> Callabl
 def run(configs: list[Config], repeats: int, with_reference: bool, with_torch: bool, with_ort: bool,
         peak: float) -> list[dict[str, Any]]:  # fmt: skip
     """Check and time each configuration; prints and returns one row per configuration."""
-    rows = []
-    threads = _runtime.get_num_threads()
     from threadpoolctl import threadpool_limits
 
+    rows = []
+    threads = _runtime.get_num_threads()
     for cfg in configs:
         # The check's NumPy products on one BLAS thread: OpenBLAS's threads spin on the cores for a
         # while after a call, and the first timing below (our plain forward) ran 1.5-2x slow beside
