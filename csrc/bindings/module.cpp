@@ -148,12 +148,12 @@ void forward_typed(CellKind cell, const Sizes& n, const py::object& x, const py:
         buffers.P != P || tape)
       throw py::value_error("forward: packed weights of another cell, dtype or size, or with a tape");
     p.packed = buffers.template view<S>();
-    p.w_hr = p.packed.w_hr;  // selects the projected kernels; read only through p.packed
   }
   const bool weights = p.packed.w_hh || (p.w_ih && p.w_hh && p.b_hh);
+  const bool projected = p.w_hr || p.packed.w_hr;
   if (!p.x || !p.h0 || !weights || !p.b_ih || !p.y || !p.h_n || (tape && !p.gates) ||
       (lstm && (!p.c0 || !p.c_n)) || (tape && lstm && !p.c_prev) || (tape && cell == CellKind::gru && !p.aux) ||
-      (tape && p.w_hr && !p.m) || (p.w_hr && !lstm) || (!p.w_hr && P != H))
+      (tape && projected && !p.m) || (projected && !lstm) || (projected != (P != H)))
     throw py::value_error("forward: a required array is missing");
   py::gil_scoped_release release;
   cpu::forward<S>(cell, p);

@@ -624,12 +624,11 @@ FUSEDRNN_INLINE void load_lanes(const S* src, index_t n, S* dst) {
 
 // One step at time t for the blocks [blk0, blk1) of hidden units. gates_t [B, GH] holds W x + b_w
 // on entry and the activated gates on exit; h [B, P] and c [B, H] enter the step; the cell's output
-// goes to h_next and y_t, or with a projection to m_t [B, H] (then project_step). gates_next is the
-// next step's gates_t (nullptr at the last step).
+// goes to h_next and y_t, or with a projection to m_t [B, H] (then project_step).
 template <class Cell, bool Project, bool Stream, class S>
 void forward_step(const Sizes& n, index_t t, bool descending, long blk0, long blk1, const S* r_packed,
-                  const S* b_packed, const S* h, const S* c, S* gates_t, const S* gates_next, S* h_next, S* c_next,
-                  S* y_t, S* aux_t, S* m_t) {
+                  const S* b_packed, const S* h, const S* c, S* gates_t, S* h_next, S* c_next, S* y_t, S* aux_t,
+                  S* m_t) {
   constexpr int G = Cell::G, U = kUnits<S>, GG = kGateGroup<G>, MaxRows = kMaxRows<GG>;
   const index_t B = n.B, H = n.H, P = n.P, GH = G * H;
   const int split = k_split<GG>(B);
@@ -637,18 +636,6 @@ void forward_step(const Sizes& n, index_t t, bool descending, long blk0, long bl
     const index_t blk = descending ? blk1 - 1 - i : blk0 + i;
     const S* rp = r_packed + blk * P * G * U;
     const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
-    // W x + b of the block after this one, or at the last block of this block at the next step
-    // (the next step starts where this one ends). The GEMM wrote them long before, so they come
-    // from L3 or memory: asked for one block ahead, they no longer stall the cell math (their loads
-    // were half of its time at LSTM H = 256, B = 1).
-    {
-      const bool last = i + 1 == blk1 - blk0;
-      const S* ahead = last ? gates_next : gates_t;
-      const index_t ahead_j0 = (last ? blk : descending ? blk - 1 : blk + 1) * U;
-      if (ahead)
-        for (index_t b = 0; b < B; ++b)
-          for (int g = 0; g < G; ++g) __builtin_prefetch(ahead + b * GH + g * H + ahead_j0);
-    }
     index_t group[MaxRows];
     int rows = 0;
     for (index_t b = 0; b < B; ++b) {
@@ -668,10 +655,11 @@ void forward_step(const Sizes& n, index_t t, bool descending, long blk0, long bl
       S hp_rows[MaxRows][G * U];
       const S* h_rows[MaxRows];
       for (int r = 0; r < rows; ++r) h_rows[r] = h + group[r] * P;
-      // The group's rows of W x + b into L2 now, while its products run (the one-block-ahead
-      // prefetch above is evicted from L1 by the R stream when B is large), and each into L1 one
-      // row ahead of its cell math: their load stall fell from ~11% to ~8% of the step at LSTM
-      // H = 1024, B = 64 (perf); end to end 1-3%.
+      // The group's rows of W x + b (written by the GEMM long before: in L3 or memory) into L2 now,
+      // while its products run, and each into L1 one row ahead of its cell math. Their load stall
+      // was ~11% of the step at LSTM H = 1024, B = 64 with a prefetch one block ahead, which the
+      // block's R stream evicts from L1 when B is large; ~8% now (perf), end to end 1-3% faster.
+      // (The block-ahead prefetch, kept beside it, measured 0-4% slower than none.)
       for (int r = 0; r < rows; ++r)
         for (int g = 0; g < G; ++g) __builtin_prefetch(gates_t + group[r] * GH + g * H + j0, 0, 2);
       for (int q = 0; q < G / GG; ++q)
@@ -796,9 +784,8 @@ void forward_impl(const ForwardParams<S>& p) {
       if (p.h_prev) copy_columns(h, p.h_prev + t * BP, P, p_lo, p_hi);
       if (lstm && p.c_prev) copy_columns(c, p.c_prev + t * BH, H, h_lo, h_hi);
       S* m_t = Project ? (p.m ? p.m + t * BH : m_work) : nullptr;
-      const S* gates_next = s + 1 < T ? gates + n.time_of(s + 1) * B * GH : nullptr;
-      step(n, t, s % 2 == 1, blk0, blk1, r_packed, b_packed, h, c, gates + t * B * GH, gates_next,
-           h_next, c_next, p.y + t * BP, p.aux ? p.aux + t * BH : nullptr, m_t);
+      step(n, t, s % 2 == 1, blk0, blk1, r_packed, b_packed, h, c, gates + t * B * GH, h_next, c_next, p.y + t * BP,
+           p.aux ? p.aux + t * BH : nullptr, m_t);
       if constexpr (Project) {
         team.barrier();  // m complete
         project_step(n, t, pblk0, pblk1, hr_packed, m_t, h, h_next, p.y + t * BP);
@@ -1067,7 +1054,8 @@ void forward_any(CellKind cell, const ForwardParams<S>& p) {
   switch (cell) {
     case CellKind::rnn_tanh: return forward_impl<RnnTanhCell, false>(p);
     case CellKind::rnn_relu: return forward_impl<RnnReluCell, false>(p);
-    case CellKind::lstm: return p.w_hr ? forward_impl<LstmCell, true>(p) : forward_impl<LstmCell, false>(p);
+    case CellKind::lstm:  // a projection (P < H) comes as w_hr or, packed, as packed.w_hr
+      return p.n.P != p.n.H ? forward_impl<LstmCell, true>(p) : forward_impl<LstmCell, false>(p);
     case CellKind::gru: return forward_impl<GruCell, false>(p);
   }
 }
