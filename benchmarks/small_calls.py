@@ -1,0 +1,68 @@
+"""Small calls: one thread against two, and what the allocator does to a forward + backward.
+
+Usage (figures in ``docs/perf-notes.md``, seventh session):
+
+- ``python benchmarks/small_calls.py threads``: plain forward, forward + backward and packed forward
+  of a few small configurations on 1 and on 2 threads (best of two medians each; the packed weights
+  held meanwhile make the forward + backward pay the allocator effect below);
+- ``python benchmarks/small_calls.py allocator``: LSTM T=1 B=1 H=256 forward + backward, before and
+  after the process takes two other 1 MB allocations.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+import fusedrnn
+from fusedrnn import bench, functional
+
+SMALL = [("lstm", 256, 1, 1), ("lstm", 128, 1, 4), ("lstm", 64, 1, 16), ("lstm", 256, 1, 2), ("lstm", 128, 1, 8),
+         ("lstm", 64, 1, 32), ("gru", 384, 1, 1), ("lstm", 256, 4, 1), ("lstm", 64, 2, 40), ("lstm", 128, 1, 100),
+         ("gru", 128, 1, 100), ("lstm", 64, 1, 100), ("lstm", 256, 1, 100)]  # fmt: skip
+
+
+def median_us(fn: Callable[[], Any], seconds: float = 0.7) -> float:
+    fn()
+    times = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
+def threads() -> None:
+    before = fusedrnn.get_num_threads()
+    for cell, H, B, T in SMALL:
+        cfg = bench.Config(cell, T, B, H, H)
+        a = bench._arrays(cfg, np.float32)
+        fwd, both = bench._runner(functional, cfg, a)
+        fns = {"f": fwd, "fb": both, "packed": bench._packed_forward(cfg, a)}
+        best: dict[tuple[str, int], float] = {}
+        for n in (1, 2, 1, 2):
+            fusedrnn.set_num_threads(n)
+            for name, fn in fns.items():
+                t = median_us(fn)
+                best[name, n] = min(best.get((name, n), t), t)
+        print(f"{cfg} ({cfg.forward_flops / 1e6:.2f} MFLOP, {cfg.forward_flops / T / 1e3:.0f} KFLOP/step): "
+              + "  ".join(f"{k} {best[k, 1]:.0f}/{best[k, 2]:.0f} us" for k in fns) + "  (1/2 threads)")
+    fusedrnn.set_num_threads(before)
+
+
+def allocator() -> None:
+    cfg = bench.Config("lstm", 1, 1, 256, 256)
+    both = bench._runner(functional, cfg, bench._arrays(cfg, np.float32))[1]
+    print(f"{cfg} forward + backward: {median_us(both, 1.5):.0f} us")
+    held = [np.ones(262144 + 512, np.float32) for _ in range(2)]  # two other 1 MB arrays alive
+    print(f"  with two other 1 MB arrays alive: {median_us(both, 1.5):.0f} us")
+    del held
+
+
+if __name__ == "__main__":
+    {"threads": threads, "allocator": allocator}[sys.argv[1]]()
