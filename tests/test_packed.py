@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 
 from conftest import assert_close, fusedrnn, functional, reference
-from test_isa_threads import ALL_ISAS, KINDS, new_problem, proj_size, random_lengths, run_python
+from test_isa_threads import (  # noqa: F401 (restore_threads: a fixture)
+    ALL_ISAS, KINDS, assert_identical, new_problem, proj_size, random_lengths, restore_threads, run_python,
+)
 
 DTYPES = (np.float32, np.float64)
 
@@ -48,13 +50,6 @@ def plain_and_packed(p: Any, dtype: Any) -> tuple[dict[str, np.ndarray], dict[st
         y, h_n, _ = functional.rnn_forward(a["x"], a["h0"], *weights, nonlinearity=cell[4:], need_tape=False, **kw)
     y2, h_n2 = packed.forward(a["x"], a["h0"], **kw)
     return {"y": y, "h_n": h_n}, {"y": y2, "h_n": h_n2}
-
-
-def assert_identical(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], what: str) -> None:
-    assert set(actual) == set(expected), what
-    for k, e in expected.items():
-        assert actual[k].dtype == e.dtype and actual[k].shape == e.shape, f"{what}{k}"
-        assert np.array_equal(actual[k], e), f"{what}{k}: not bitwise identical"
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -142,13 +137,6 @@ def test_packed_is_a_snapshot_and_inputs_are_unchanged(rng: np.random.Generator)
     again = packed.forward(before["x"], before["h0"], before["c0"])
     for f, g in zip(first, again):
         assert np.array_equal(f, g)
-
-
-@pytest.fixture
-def restore_threads() -> Any:
-    n = fusedrnn.get_num_threads()
-    yield n
-    fusedrnn.set_num_threads(n)
 
 
 def test_packed_thread_counts_and_concurrent_calls(rng: np.random.Generator, restore_threads: int) -> None:
