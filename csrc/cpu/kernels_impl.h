@@ -659,17 +659,23 @@ void forward_step(const Sizes& n, index_t t, bool descending, long blk0, long bl
       // while its products run, and each into L1 one row ahead of its cell math. Their load stall
       // was ~11% of the step at LSTM H = 1024, B = 64 with a prefetch one block ahead, which the
       // block's R stream evicts from L1 when B is large; ~8% now (perf), end to end 1-3% faster.
-      // (The block-ahead prefetch, kept beside it, measured 0-4% slower than none.)
-      for (int r = 0; r < rows; ++r)
+      // (The block-ahead prefetch, kept beside it, measured 0-4% slower than none.) The same for
+      // the old cell state: written by this rank one step earlier, but a step's stream of R (8 MB
+      // per rank at H = 1024) has evicted it since; its load was 5% of the step's samples there.
+      for (int r = 0; r < rows; ++r) {
         for (int g = 0; g < G; ++g) __builtin_prefetch(gates_t + group[r] * GH + g * H + j0, 0, 2);
+        if constexpr (Cell::kHasCellState) __builtin_prefetch(c + group[r] * H + j0, 0, 2);
+      }
       for (int q = 0; q < G / GG; ++q)
         block_product_rows<GG, Stream>(rows, split, rp + q * P * GG * U, h_rows, P,
                                b_packed + (blk * G + q * GG) * U, &hp_rows[0][q * GG * U], G * U);
       for (int r = 0; r < rows; ++r) {
         const index_t row = group[r];
         const S* hp = hp_rows[r];
-        if (r + 1 < rows)
+        if (r + 1 < rows) {
           for (int g = 0; g < G; ++g) __builtin_prefetch(gates_t + group[r + 1] * GH + g * H + j0, 0, 3);
+          if constexpr (Cell::kHasCellState) __builtin_prefetch(c + group[r + 1] * H + j0, 0, 3);
+        }
         S xp[G][U], a[G][U], h_old[U], c_old[U], h_new[U], c_new[U], aux[U];
         S* gb = gates_t + row * GH + j0;
         for (int g = 0; g < G; ++g) load_lanes(gb + g * H, units, xp[g]);
