@@ -7,7 +7,8 @@ the values call by call (each timed call after an untimed call of the same value
 10th percentile and median of each, with their ratios to the first value's.
 
 Usage: ``python benchmarks/ab_env.py "lstm 128 1 100 f" SECONDS VAR VALUE_A VALUE_B [...]``
-(cell, H = I, B, T, ``f`` forward or ``fb`` forward+backward).
+(cell, H = I, B, T, ``f`` forward, ``fb`` forward+backward or ``p`` forward through weights
+packed once).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ def main() -> None:
     config, seconds, var, values = sys.argv[1].split(), float(sys.argv[2]), sys.argv[3], sys.argv[4:]
     cell, H, B, T, mode = config[0], int(config[1]), int(config[2]), int(config[3]), config[4]
     cfg = bench.Config(cell, T, B, H, H)
-    fwd, both = bench._runner(functional, cfg, bench._arrays(cfg, np.float32))
-    call = fwd if mode == "f" else both
+    arrays = bench._arrays(cfg, np.float32)
+    fwd, both = bench._runner(functional, cfg, arrays)
+    call = {"f": fwd, "fb": both, "p": bench._packed_forward(cfg, arrays) if mode == "p" else None}[mode]
     times: dict[str, list[float]] = {v: [] for v in values}
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:

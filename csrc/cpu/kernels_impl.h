@@ -737,6 +737,12 @@ void pack_recurrent(const ForwardParams<S>& p, long blk0, long blk1, long pblk0,
   if constexpr (Project) pack_rows(p.w_hr, (const S*)nullptr, 1, 1, P, H, pblk0, pblk1, hr_packed, (S*)nullptr);
 }
 
+// What packing the weights [GH, I], [GH, P] (and W_hr [P, H]) weighs in parallel()'s work estimate.
+template <bool Project>
+double packing_flops(index_t GH, index_t I, index_t P, index_t H) {
+  return 4.0 * (GH * (I + P) + (Project ? P * H : 0));
+}
+
 template <class Cell, bool Project, class S>
 void forward_impl(const ForwardParams<S>& p) {
   constexpr int G = Cell::G, U = kUnits<S>;
@@ -800,7 +806,8 @@ void forward_impl(const ForwardParams<S>& p) {
     }
     copy_columns(h_buf[T % 2], p.h_n, P, p_lo, p_hi);
     if constexpr (lstm) copy_columns(c_buf[T % 2], p.c_n, H, h_lo, h_hi);
-  }, 2.0 * T * B * GH * (I + P) + 2.0 * T * B * P * H * Project);
+  }, 2.0 * T * B * GH * (I + P) + 2.0 * T * B * P * H * Project +
+     (prepacked ? 0.0 : packing_flops<Project>(GH, I, P, H)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1052,7 +1059,7 @@ void backward_impl(const BackwardParams<S>& p) {
       team.split(GH, &c0, &c1);
       std::copy(p.db_ih + c0, p.db_ih + c1, p.db_hh + c0);
     }
-  }, 4.0 * T * B * GH * (I + P) + 4.0 * T * B * P * H * Project);
+  }, 4.0 * T * B * GH * (I + P) + 4.0 * T * B * P * H * Project + packing_flops<Project>(GH, 0, P, H));
 }
 
 template <class S>
@@ -1100,7 +1107,7 @@ void pack_impl(const ForwardParams<S>& p, const PackedWeights<S>& out) {
     team.split(num_blocks<S>(H), &blk0, &blk1);
     team.split(num_blocks<S>(P), &pblk0, &pblk1);
     pack_recurrent<Cell, Project>(p, blk0, blk1, pblk0, pblk1, out.w_hh, out.b_hh, out.w_hr);
-  }, 4.0 * GH * (I + P));
+  }, packing_flops<Project>(GH, I, P, H));
 }
 
 template <class S>

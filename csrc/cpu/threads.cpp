@@ -172,7 +172,7 @@ int default_num_threads() {
 
 void parallel(const std::function<void(Team&)>& fn, double work_flops) {
   std::lock_guard<std::mutex> lock(g_call_mutex);
-  pool().run(fn, work_flops < 1e6);
+  pool().run(fn, work_flops < kTeamMinFlops);
 }
 
 int num_threads() {
