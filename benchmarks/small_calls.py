@@ -6,7 +6,14 @@ Usage (figures in ``docs/perf-notes.md``, seventh session):
   of a few small configurations on 1 and on 2 threads (best of two medians each; the packed weights
   held meanwhile make the forward + backward pay the allocator effect below);
 - ``python benchmarks/small_calls.py allocator``: LSTM T=1 B=1 H=256 forward + backward, before and
-  after the process takes two other 1 MB allocations.
+  after the process takes two other 1 MB allocations;
+- ``python benchmarks/small_calls.py packed-threads [seconds]``: forwards through packed weights,
+  1 and 2 threads alternating call by call (the eighth session's threshold, `kTeamMinFlops`).
+
+Since `6f17a1e` a call under 2.5 MFLOP of work runs on one thread whatever ``set_num_threads``
+says, so the 1/2-thread comparisons show the crossover only against a build from before it
+(``git checkout 6f17a1e~1; bash benchmarks/ab_build.sh old``, then
+``python benchmarks/run_with.py /tmp/old benchmarks/small_calls.py packed-threads``).
 """
 
 from __future__ import annotations
@@ -64,5 +71,30 @@ def allocator() -> None:
     del held
 
 
+PACKED = [("lstm", 256, 1, 1), ("lstm", 128, 1, 4), ("lstm", 64, 1, 16), ("lstm", 256, 2, 1), ("lstm", 320, 1, 1),
+          ("gru", 384, 1, 1), ("rnn_tanh", 512, 1, 2), ("gru", 512, 1, 1), ("lstm", 512, 1, 1), ("lstm", 256, 4, 1),
+          ("lstm", 256, 1, 4)]  # fmt: skip
+
+
+def packed_threads(seconds: float = 5.0) -> None:
+    before = fusedrnn.get_num_threads()
+    for cell, H, B, T in PACKED:
+        cfg = bench.Config(cell, T, B, H, H)
+        fn = bench._packed_forward(cfg, bench._arrays(cfg, np.float32))
+        times: dict[int, list[float]] = {1: [], 2: []}
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            for n in (1, 2):
+                fusedrnn.set_num_threads(n)
+                fn()
+                start = time.perf_counter()
+                fn()
+                times[n].append(time.perf_counter() - start)
+        print(f"{cfg} ({cfg.forward_flops / 1e6:.2f} MFLOP) packed forward median: "
+              + ", ".join(f"{n} thread(s) {statistics.median(times[n]) * 1e6:.1f} us" for n in (1, 2)))
+    fusedrnn.set_num_threads(before)
+
+
 if __name__ == "__main__":
-    {"threads": threads, "allocator": allocator}[sys.argv[1]]()
+    modes: dict[str, Callable[..., None]] = {"threads": threads, "allocator": allocator, "packed-threads": packed_threads}
+    modes[sys.argv[1]](*map(float, sys.argv[2:]))
