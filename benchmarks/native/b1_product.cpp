@@ -1,44 +1,68 @@
-// The B = 1 step product outside the kernels: R as blocks of [K = 128][16] floats, one sequence
-// (2 loads, 1 broadcast, 2 FMAs per k, four interleaved partial sums as the kernels use at B = 1),
-// repeated over R of a given size on one thread, so that R sits in L1, L2 or L3.
+// The B = 1 step product outside the kernels: R as blocks of [K = 128][2 vectors] floats, one
+// sequence (2 loads, 1 broadcast, 2 FMAs per k, four interleaved partial sums as the kernels use
+// at B = 1), repeated over R of a given size on one thread, so that R sits in L1, L2 or L3.
+// Built with AVX-512 it uses 64-byte vectors as the AVX-512 kernels do, otherwise 32-byte ones.
 //   g++ -O3 -mavx2 -mfma benchmarks/native/b1_product.cpp -o /tmp/b1_product
-//   /tmp/b1_product KB   (LSTM H=128, one rank's slice: /tmp/b1_product 128)
+//   g++ -O3 -mavx512f -mfma benchmarks/native/b1_product.cpp -o /tmp/b1_product512
+//   /tmp/b1_product KB   (LSTM H=128, one rank's slice: /tmp/b1_product 128; H=256: 512)
 #include <immintrin.h>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+
+#if defined(__AVX512F__)
+using V = __m512;
+constexpr long W = 16;
+inline V zero() { return _mm512_setzero_ps(); }
+inline V load(const float* p) { return _mm512_load_ps(p); }
+inline V bcast(const float* p) { return _mm512_set1_ps(*p); }
+inline V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+inline void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+#else
+using V = __m256;
+constexpr long W = 8;
+inline V zero() { return _mm256_setzero_ps(); }
+inline V load(const float* p) { return _mm256_load_ps(p); }
+inline V bcast(const float* p) { return _mm256_broadcast_ss(p); }
+inline V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+inline void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+#endif
+constexpr long kBlock = 2 * W;  // floats per k of a block
+
 __attribute__((noinline)) void product(const float* r, const float* h, long blocks, long K, float* out) {
   for (long b = 0; b < blocks; ++b) {
-    const float* blk = r + b * K * 16;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    const float* blk = r + b * K * kBlock;
+    V a0 = zero(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     for (long k = 0; k < K; k += 4) {
-      const float* p = blk + k * 16;
-      __m256 x = _mm256_broadcast_ss(h + k);
-      a0 = _mm256_fmadd_ps(_mm256_load_ps(p), x, a0), a1 = _mm256_fmadd_ps(_mm256_load_ps(p + 8), x, a1);
-      x = _mm256_broadcast_ss(h + k + 1);
-      a2 = _mm256_fmadd_ps(_mm256_load_ps(p + 16), x, a2), a3 = _mm256_fmadd_ps(_mm256_load_ps(p + 24), x, a3);
-      x = _mm256_broadcast_ss(h + k + 2);
-      a4 = _mm256_fmadd_ps(_mm256_load_ps(p + 32), x, a4), a5 = _mm256_fmadd_ps(_mm256_load_ps(p + 40), x, a5);
-      x = _mm256_broadcast_ss(h + k + 3);
-      a6 = _mm256_fmadd_ps(_mm256_load_ps(p + 48), x, a6), a7 = _mm256_fmadd_ps(_mm256_load_ps(p + 56), x, a7);
+      const float* p = blk + k * kBlock;
+      V x = bcast(h + k);
+      a0 = fma(load(p), x, a0), a1 = fma(load(p + W), x, a1);
+      x = bcast(h + k + 1);
+      a2 = fma(load(p + 2 * W), x, a2), a3 = fma(load(p + 3 * W), x, a3);
+      x = bcast(h + k + 2);
+      a4 = fma(load(p + 4 * W), x, a4), a5 = fma(load(p + 5 * W), x, a5);
+      x = bcast(h + k + 3);
+      a6 = fma(load(p + 6 * W), x, a6), a7 = fma(load(p + 7 * W), x, a7);
     }
-    _mm256_storeu_ps(out + b * 16, _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a4, a6)));
-    _mm256_storeu_ps(out + b * 16 + 8, _mm256_add_ps(_mm256_add_ps(a1, a3), _mm256_add_ps(a5, a7)));
+    store(out + b * kBlock, a0 + a2 + a4 + a6);
+    store(out + b * kBlock + W, a1 + a3 + a5 + a7);
   }
 }
+
 int main(int argc, char** argv) {
   if (argc < 2) return std::fprintf(stderr, "usage: b1_product KB\n"), 2;
-  const long K = 128, blocks = atol(argv[1]) * 1024 / 64 / K, n = blocks * K * 16;
-  float* r = (float*)aligned_alloc(64, n * 4);
+  const long K = 128, blocks = atol(argv[1]) * 1024 / (4 * kBlock) / K, n = blocks * K * kBlock;
+  float* r = static_cast<float*>(aligned_alloc(64, n * 4));
   for (long i = 0; i < n; ++i) r[i] = 1e-3f * (i % 97);
   static float h[K], out[1 << 18];
   for (long i = 0; i < K; ++i) h[i] = 0.5f;
   const long reps = (1L << 31) / (n * 4);
   for (int t = 0; t < 3; ++t) {
     const auto start = std::chrono::steady_clock::now();
-    for (long i = 0; i < reps; ++i) product(r, h, blocks, K, out + (i % 2) * blocks * 16);  // a side effect per call
+    for (long i = 0; i < reps; ++i) product(r, h, blocks, K, out + (i % 2) * blocks * kBlock);  // a side effect
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("R %ld KB: %.1f GB/s, %.1f GFLOP/s\n", n * 4 / 1024, reps * n * 4 / s / 1e9, reps * n * 2.0 / s / 1e9);
+    std::printf("%ld-byte vectors, R %ld KB: %.1f GB/s, %.1f GFLOP/s\n", W * 4, n * 4 / 1024,
+                reps * n * 4 / s / 1e9, reps * n * 2.0 / s / 1e9);
   }
   return out[3] > 1e30f;
 }
