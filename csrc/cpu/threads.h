@@ -27,8 +27,8 @@ class Team {
 
 // Runs fn on the whole team, or on the calling thread alone when the call is too small for waking
 // the workers to pay off: work_flops (its multiply-adds x 2, plus 4 per weight element it packs)
-// below kTeamMinFlops. Measured on 2 cores (perf-notes, eighth session): one thread is 1.1-1.7x
-// faster up to ~2 MFLOP, two threads are faster from ~3 MFLOP on.
+// below kTeamMinFlops. Measured on 2 cores (perf-notes, eighth session): one thread is 1.1-1.9x
+// faster on every shape measured up to 2.1 MFLOP; from 3 MFLOP on, which wins depends on the shape.
 constexpr double kTeamMinFlops = 2.5e6;
 void parallel(const std::function<void(Team&)>& fn, double work_flops);
 
