@@ -28,7 +28,7 @@ def main() -> None:
     cfg = bench.Config(cell, T, B, H, H)
     arrays = bench._arrays(cfg, np.float32)
     fwd, both = bench._runner(functional, cfg, arrays)
-    call = {"f": fwd, "fb": both, "p": bench._packed_forward(cfg, arrays) if mode == "p" else None}[mode]
+    call = bench._packed_forward(cfg, arrays) if mode == "p" else fwd if mode == "f" else both
     times: dict[str, list[float]] = {v: [] for v in values}
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:

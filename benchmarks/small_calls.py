@@ -12,7 +12,7 @@ Usage (figures in ``docs/perf-notes.md``, seventh session):
 
 Since `6f17a1e` a call under 2.5 MFLOP of work runs on one thread whatever ``set_num_threads``
 says, so the 1/2-thread comparisons show the crossover only against a build from before it
-(``git checkout 6f17a1e~1; bash benchmarks/ab_build.sh old``, then
+(``git worktree add /tmp/wt-old 6f17a1e~1 && bash /tmp/wt-old/benchmarks/ab_build.sh old``, then
 ``python benchmarks/run_with.py /tmp/old benchmarks/small_calls.py packed-threads``).
 """
 
