@@ -2,7 +2,8 @@
 
 Every configuration is first checked: the float32 kernels must agree with the float64 reference
 (relative error <= 1e-4 on outputs and every gradient) before anything is timed. Timings are
-medians over repeats of whole calls (argument checks and allocations included). Baselines run
+medians over repeats of whole calls (argument checks and allocations included), and over at
+least a quarter second of calls, so that a short call's median is not one burst of noise. Baselines run
 in the same process: the NumPy reference (``--reference``; always in ``--quick``), torch and ONNX
 Runtime when importable (forward only for ONNX Runtime, its inference engine), and the forward
 through weights packed once (``functional.pack_weights``; ONNX Runtime's session likewise packs
@@ -145,14 +146,20 @@ def _max_rel_error(cfg: Config) -> float:
     return max(float(np.max(np.abs(x - r)) / max(np.max(np.abs(r)), 1e-30)) for x, r in pairs)
 
 
-def _median_seconds(fn: Callable[[], Any], repeats: int, budget: float = 3.0) -> float:
+def _median_seconds(fn: Callable[[], Any], repeats: int, budget: float = 3.0, min_seconds: float = 0.25) -> float:
+    """Median of at least ``repeats`` calls and at least ``min_seconds`` of them (a long call stops
+    at ``budget``). The minimum matters for short calls: 30 calls of 0.5 ms fit inside one of this
+    machine's bursts of neighbour load (tens of ms at 2-5x the time) or the slow start after a
+    pause, and their median then measured the burst (LSTM T=1 H=512: 2.3 ms against 0.5)."""
     fn()  # warm up
     times: list[float] = []
-    while len(times) < repeats:
+    total = 0.0
+    while len(times) < repeats or total < min_seconds:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-        if sum(times) > budget and len(times) >= 3:
+        total += times[-1]
+        if total > budget and len(times) >= 3:
             break
     return statistics.median(times)
 
@@ -251,8 +258,8 @@ def run(configs: list[Config], repeats: int, with_reference: bool, with_torch: b
         row["packed_fwd"] = _median_seconds(_packed_forward(cfg, a), repeats)
         if with_reference:
             rfwd, rboth = _runner(reference, cfg, a)
-            row["ref_fwd"] = _median_seconds(rfwd, 3)
-            row["ref_fwdbwd"] = _median_seconds(rboth, 3)
+            row["ref_fwd"] = _median_seconds(rfwd, 3, min_seconds=0.0)
+            row["ref_fwdbwd"] = _median_seconds(rboth, 3, min_seconds=0.0)
             time.sleep(0.2)  # for OpenBLAS's spinning threads to go to sleep before the next timing
         torch_fns = _torch_runners(cfg, a) if with_torch else None
         if torch_fns is not None:
