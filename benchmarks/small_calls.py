@@ -96,5 +96,6 @@ def packed_threads(seconds: float = 5.0) -> None:
 
 
 if __name__ == "__main__":
-    modes: dict[str, Callable[..., None]] = {"threads": threads, "allocator": allocator, "packed-threads": packed_threads}
+    modes: dict[str, Callable[..., None]] = {
+        "threads": threads, "allocator": allocator, "packed-threads": packed_threads}
     modes[sys.argv[1]](*map(float, sys.argv[2:]))

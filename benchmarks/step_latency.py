@@ -52,7 +52,8 @@ def main() -> None:
     step = per_step_us(256, 200, args.repeats, rng, args.input_size)
     floor = 8 * 256 * 256 / (core_peak * 1e3)
     print(f"threads {args.threads}, per-core FMA peak {core_peak:.1f} GFLOP/s")
-    print(f"LSTM H=16 (barrier): {barrier:.2f} us/step; LSTM H=256 I={args.input_size} B=1: {step:.2f} us/step")
+    print(f"LSTM H=16 (barrier): {barrier:.2f} us/step; "
+          f"LSTM H=256 I={args.input_size} B=1: {step:.2f} us/step")
     print(f"target 1.5 x (8 H^2 / peak + barrier) = 1.5 x ({floor:.1f} + {barrier:.1f}) = {1.5 * (floor + barrier):.1f} us")
 
 

@@ -2,15 +2,14 @@
 
 Every configuration is first checked: the float32 kernels must agree with the float64 reference
 (relative error <= 1e-4 on outputs and every gradient) before anything is timed. Timings are
-medians over repeats of whole calls (argument checks and allocations included), and over at
-least a quarter second of calls, so that a short call's median is not one burst of noise. Baselines run
-in the same process: the NumPy reference (``--reference``; always in ``--quick``), torch and ONNX
+medians over repeats of whole calls (argument checks and allocations included), and over at least a
+quarter second of calls, so that a short call's median is not one burst of noise. Baselines run in
+the same process: the NumPy reference (``--reference``; always in ``--quick``), torch and ONNX
 Runtime when importable (forward only for ONNX Runtime, its inference engine), and the forward
 through weights packed once (``functional.pack_weights``; ONNX Runtime's session likewise packs
-once, so that is the like-for-like inference ratio). GFLOP/s use the
-forward's ``2*T*B*(I+H)*G*H`` FLOPs and three times that for forward+backward; "% peak" is
-against a float32 FMA loop measured at start-up on the same threads, the best of five readings
-(interference only ever lowers a reading).
+once, so that is the like-for-like inference ratio). GFLOP/s use the forward's ``2*T*B*(I+H)*G*H``
+FLOPs and three times that for forward+backward; "% peak" is against a float32 FMA loop measured at
+start-up on the same threads, the best of five readings (interference only ever lowers a reading).
 """
 
 from __future__ import annotations
