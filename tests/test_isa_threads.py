@@ -410,9 +410,13 @@ def test_set_num_threads_during_calls(rng: np.random.Generator, restore_threads:
             resize()
             return
         try:
-            for j in range(3):
+            # Three calls each, and more while the resizing thread has not yet resized twice: on a
+            # loaded machine the calls can all finish before it gets a turn (seen once in CI).
+            j = 0
+            while j < 3 or (len(sizes_set) < 2 and j < 200):
                 i = (k + j) % len(problems)
                 results[k, j] = (i, run_problem(problems[i], functional, np.float32))
+                j += 1
         finally:
             finished.append(k)
             if len(finished) == 4:
@@ -421,7 +425,7 @@ def test_set_num_threads_during_calls(rng: np.random.Generator, restore_threads:
     errors = run_in_threads(work, 5)
     stop.set()
     assert not errors, errors
-    assert len(results) == 12
+    assert len(results) >= 12
     assert len(sizes_set) >= 2, "the resizing thread never ran"
     for (k, j), (i, (out, grads)) in results.items():
         assert_identical(out, expected[i][0], f"thread {k} call {j}: ")
