@@ -15,6 +15,7 @@ Usage (figures in ``docs/perf-notes.md``, "Weights packed once"):
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 import sys
 import time
@@ -27,14 +28,7 @@ from fusedrnn import bench, functional
 
 
 def median_seconds(fn: Callable[[], Any], seconds: float = 2.0) -> float:
-    fn()
-    times = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return bench._median_seconds(fn, 1, budget=math.inf, min_seconds=seconds)
 
 
 def calls(specs: list[str]) -> None:

@@ -18,6 +18,7 @@ says, so the 1/2-thread comparisons show the crossover only against a build from
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 import time
@@ -34,14 +35,7 @@ SMALL = [("lstm", 256, 1, 1), ("lstm", 128, 1, 4), ("lstm", 64, 1, 16), ("lstm",
 
 
 def median_us(fn: Callable[[], Any], seconds: float = 0.7) -> float:
-    fn()
-    times = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e6
+    return bench._median_seconds(fn, 1, budget=math.inf, min_seconds=seconds) * 1e6
 
 
 def threads() -> None:

@@ -4,9 +4,9 @@ figures in ``docs/perf-notes.md``."""
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -28,12 +28,7 @@ def main() -> None:
     else:
         tape = functional.rnn_forward(a["x"], a["h0"], *w, nonlinearity=cell[4:])[2]
         backward = lambda: functional.rnn_backward(tape, a["dy"])  # noqa: E731
-    times = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        start = time.perf_counter()
-        backward()
-        times.append(time.perf_counter() - start)
+    times = bench._call_times(backward, 1, budget=math.inf, min_seconds=seconds)
     print(f"{cfg} backward: median {statistics.median(times) * 1e3:.2f} ms, min {min(times) * 1e3:.2f}, n={len(times)}")
 
 

@@ -7,9 +7,9 @@ Usage: ``python benchmarks/time_call.py lstm 256 16 100 f|fb [seconds]`` (cell, 
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -22,12 +22,7 @@ def main() -> None:
     cfg = bench.Config(cell, T, B, H, H)
     fwd, both = bench._runner(functional, cfg, bench._arrays(cfg, np.float32))
     fn = fwd if mode == "f" else both
-    times = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
+    times = bench._call_times(fn, 1, budget=math.inf, min_seconds=seconds)
     median = statistics.median(times)
     flops = cfg.forward_flops * (1 if mode == "f" else 3)
     print(f"{cfg} {mode}: median {median * 1e3:.2f} ms  min {min(times) * 1e3:.2f}  "

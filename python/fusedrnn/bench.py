@@ -145,11 +145,12 @@ def _max_rel_error(cfg: Config) -> float:
     return max(float(np.max(np.abs(x - r)) / max(np.max(np.abs(r)), 1e-30)) for x, r in pairs)
 
 
-def _median_seconds(fn: Callable[[], Any], repeats: int, budget: float = 3.0, min_seconds: float = 0.25) -> float:
-    """Median of at least ``repeats`` calls and at least ``min_seconds`` of them (a long call stops
-    at ``budget``). The minimum matters for short calls: 30 calls of 0.5 ms fit inside one of this
-    machine's bursts of neighbour load (tens of ms at 2-5x the time) or the slow start after a
-    pause, and their median then measured the burst (LSTM T=1 H=512: 2.3 ms against 0.5)."""
+def _call_times(fn: Callable[[], Any], repeats: int, budget: float = 3.0, min_seconds: float = 0.25) -> list[float]:
+    """Seconds of each of at least ``repeats`` calls and at least ``min_seconds`` of them, after one
+    untimed call (a long call stops at ``budget``). The minimum matters for short calls: 30 calls of
+    0.5 ms fit inside one of this machine's bursts of neighbour load (tens of ms at 2-5x the time)
+    or the slow start after a pause, and their median then measured the burst (LSTM T=1 H=512:
+    2.3 ms against 0.5)."""
     fn()  # warm up
     times: list[float] = []
     total = 0.0
@@ -160,7 +161,11 @@ def _median_seconds(fn: Callable[[], Any], repeats: int, budget: float = 3.0, mi
         total += times[-1]
         if total > budget and len(times) >= 3:
             break
-    return statistics.median(times)
+    return times
+
+
+def _median_seconds(fn: Callable[[], Any], repeats: int, budget: float = 3.0, min_seconds: float = 0.25) -> float:
+    return statistics.median(_call_times(fn, repeats, budget, min_seconds))
 
 
 def _torch_runners(cfg: Config, a: dict[str, np.ndarray]) -> tuple[Callable[[], Any], Callable[[], Any]] | None:
