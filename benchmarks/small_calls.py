@@ -8,7 +8,9 @@ Usage (figures in ``docs/perf-notes.md``, seventh session):
 - ``python benchmarks/small_calls.py allocator``: LSTM T=1 B=1 H=256 forward + backward, before and
   after the process takes two other 1 MB allocations;
 - ``python benchmarks/small_calls.py packed-threads [seconds]``: forwards through packed weights,
-  1 and 2 threads alternating call by call (the eighth session's threshold, `kTeamMinFlops`).
+  1 and 2 threads alternating call by call (the eighth session's threshold, `kTeamMinFlops`);
+- ``python benchmarks/small_calls.py after-pause``: each of the first 40 plain LSTM T=1 H=512
+  forwards after a 0.5 s pause, three times (why `bench` takes a minimum time per median).
 
 Since `6f17a1e` a call under 2.5 MFLOP of work runs on one thread whatever ``set_num_threads``
 says, so the 1/2-thread comparisons show the crossover only against a build from before it
@@ -89,7 +91,22 @@ def packed_threads(seconds: float = 5.0) -> None:
     fusedrnn.set_num_threads(before)
 
 
+def after_pause() -> None:
+    cfg = bench.Config("lstm", 1, 1, 512, 512)
+    fwd = bench._runner(functional, cfg, bench._arrays(cfg, np.float32))[0]
+    for _ in range(100):
+        fwd()
+    for _ in range(3):
+        time.sleep(0.5)
+        times = []
+        for _ in range(40):
+            start = time.perf_counter()
+            fwd()
+            times.append((time.perf_counter() - start) * 1e3)
+        print(f"{cfg} forward after a 0.5 s pause, ms: " + " ".join(f"{t:.2f}" for t in times))
+
+
 if __name__ == "__main__":
     modes: dict[str, Callable[..., None]] = {
-        "threads": threads, "allocator": allocator, "packed-threads": packed_threads}
+        "threads": threads, "allocator": allocator, "packed-threads": packed_threads, "after-pause": after_pause}
     modes[sys.argv[1]](*map(float, sys.argv[2:]))

@@ -150,7 +150,7 @@ def _call_times(fn: Callable[[], Any], repeats: int, budget: float = 3.0, min_se
     untimed call (a long call stops at ``budget``). The minimum matters for short calls: 30 calls of
     0.5 ms fit inside one of this machine's bursts of neighbour load (tens of ms at 2-5x the time)
     or the slow start after a pause, and their median then measured the burst (LSTM T=1 H=512:
-    2.3 ms against 0.5)."""
+    2.3 ms against 0.5; ``benchmarks/small_calls.py after-pause`` shows such bursts)."""
     fn()  # warm up
     times: list[float] = []
     total = 0.0
