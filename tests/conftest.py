@@ -104,12 +104,19 @@ def rng(request: pytest.FixtureRequest) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
 
 
+pooled_empty = _checks.empty
+
+
 @pytest.fixture(autouse=True)
 def poison_allocations(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every output and workspace fusedrnn allocates starts as NaN, so unwritten elements fail."""
+    """Every output and workspace fusedrnn allocates starts as NaN, so unwritten elements fail.
+
+    The arrays still come from the array pool (``_checks.empty``), so every test runs through it."""
 
     def nan_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        return np.full(shape, np.nan, dtype)
+        out = pooled_empty(shape, dtype)
+        out.fill(np.nan)
+        return out
 
     monkeypatch.setattr(_checks, "empty", nan_empty)
 

@@ -152,7 +152,14 @@ def check_forced_isa(isa: str, seed: int) -> None:
     info = fusedrnn.cpu_info()
     if info["isa"] != isa:
         sys.exit(f"FUSEDRNN_ISA={isa}: cpu_info()['isa'] is {info['isa']!r}")
-    _checks.empty = lambda shape, dtype: np.full(shape, np.nan, dtype)  # the conftest poisoning
+    pooled_empty = _checks.empty
+
+    def nan_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:  # the conftest poisoning
+        out = pooled_empty(shape, dtype)
+        out.fill(np.nan)
+        return out
+
+    _checks.empty = nan_empty
     rng = np.random.default_rng(seed)
     failures = []
     threaded = 0

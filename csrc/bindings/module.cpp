@@ -14,6 +14,7 @@
 
 #include "../cpu/kernels.h"
 #include "../cpu/threads.h"
+#include "array_pool.h"
 
 namespace py = pybind11;
 using namespace fusedrnn;
@@ -238,6 +239,46 @@ PYBIND11_MODULE(_C, m) {
     cpu::set_num_threads(n);
   });
   m.def("default_num_threads", [] { return cpu::default_num_threads(); });
+  // An uninitialised C-contiguous array (see _checks.empty). From kPooledMinBytes up its memory
+  // comes from the pool (array_pool.h) and returns there when the array and every view of it are
+  // gone; smaller blocks NumPy's allocator (glibc's heap) reuses without clearing pages anyway.
+  m.def("pooled_empty", [](const py::tuple& dims, const py::object& dtype_like) {
+    const py::dtype dtype = py::dtype::from_args(dtype_like);
+    std::vector<py::ssize_t> shape;
+    std::size_t bytes = static_cast<std::size_t>(dtype.itemsize());
+    bool too_big = false;
+    for (const py::handle dim : dims) {
+      const long long n = PyLong_AsLongLong(dim.ptr());  // -1 and OverflowError beyond 64 bits
+      if (n == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) throw py::error_already_set();
+        PyErr_Clear();
+        too_big = true;
+        continue;
+      }
+      if (n < 0) throw py::value_error("pooled_empty: negative dimension");
+      shape.push_back(static_cast<py::ssize_t>(n));
+      too_big = too_big || __builtin_mul_overflow(bytes, static_cast<std::size_t>(n), &bytes) || bytes >> 62;
+    }
+    constexpr std::size_t kPooledMinBytes = std::size_t{128} << 10;
+    if (!too_big && bytes < kPooledMinBytes) return py::array(dtype, shape);
+    pool::Block* block = nullptr;
+    try {
+      if (too_big) throw std::bad_alloc();
+      block = new pool::Block(pool::acquire(bytes));
+    } catch (const std::bad_alloc&) {
+      PyErr_SetString(PyExc_MemoryError, ("cannot allocate an array of shape " + std::string(py::str(dims)) +
+                                          " and dtype " + std::string(py::str(dtype))).c_str());
+      throw py::error_already_set();
+    }
+    py::capsule owner(block, [](void* b) {
+      auto* held = static_cast<pool::Block*>(b);
+      pool::release(*held);
+      delete held;
+    });
+    return py::array(dtype, shape, block->data, owner);
+  });
+  m.def("pool_idle_bytes", [] { return pool::idle_bytes(); });
+  m.def("pool_release_idle", [] { pool::release_idle(); });
   m.def("fma_peak_gflops", [](long iterations) {
     py::gil_scoped_release release;
     return cpu::kernels().fma_peak_gflops(iterations);

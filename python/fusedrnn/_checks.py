@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _C
+
 KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -72,8 +74,17 @@ def positive_int(value: Any, name: str) -> int:
 
 
 def empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """``np.empty`` that reports any unsatisfiable size as ``MemoryError``."""
-    try:
-        return np.empty(shape, dtype)
-    except ValueError as exc:  # NumPy: "array is too big"
-        raise MemoryError(f"cannot allocate an array of shape {shape} and dtype {dtype}") from exc
+    """An uninitialised C-contiguous array; any unsatisfiable size raises ``MemoryError``.
+
+    From 128 KB up its memory comes from the compiled module's pool
+    (``csrc/bindings/array_pool.h``) and goes back there once the array and its views are gone,
+    so that the next call of about that size does not fault in and clear fresh pages.
+    """
+    return _C.pooled_empty(tuple(shape), dtype)
+
+
+def copy(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``a`` in memory from :func:`empty`."""
+    out = empty(a.shape, a.dtype)
+    np.copyto(out, a)
+    return out

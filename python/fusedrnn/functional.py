@@ -225,11 +225,11 @@ def _forward(
 
     empty = _checks.empty
     if need_tape:  # private copies; padding zeroed so that whatever it holds reaches no gradient
-        x_c = np.array(x_arr, order="C", copy=True) if x_arr.size else empty(x_arr.shape, dtype)
+        x_c = _checks.copy(x_arr)
         if lengths_arr is not None:
             x_c[np.arange(T)[:, None] >= lengths_arr[None, :]] = 0
-        w_ih_c, w_hh_c = np.array(w_ih, order="C"), np.array(w_hh, order="C")
-        w_hr_c = np.array(w_hr, order="C") if w_hr is not None else None
+        w_ih_c, w_hh_c = _checks.copy(w_ih), _checks.copy(w_hh)
+        w_hr_c = _checks.copy(w_hr) if w_hr is not None else None
     else:
         x_c = np.ascontiguousarray(x_arr)
         w_ih_c, w_hh_c, w_hr_c = (np.ascontiguousarray(a) if a is not None else None for a in (w_ih, w_hh, w_hr))

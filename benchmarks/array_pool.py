@@ -1,0 +1,55 @@
+"""The array pool against plain ``np.empty``, alternating call by call in one process.
+
+``fusedrnn._checks.empty`` allocates every output, tape array and workspace of a call from the
+compiled module's pool (``csrc/bindings/array_pool.h``). This swaps it for ``np.empty`` on every
+other call and prints both medians and their ratio, for forwards (``f``), forwards + backwards
+(``fb``) and packed forwards (``p``). The process holds other large arrays, as a real program does.
+
+Usage: ``python benchmarks/array_pool.py [SECONDS_PER_CONFIG]`` (figures in docs/perf-notes.md,
+ninth session).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from fusedrnn import _checks, bench, functional
+
+CONFIGS = [("lstm", 256, 1, 1, "fb"), ("lstm", 256, 1, 1, "p"), ("gru", 512, 1, 1, "fb"), ("lstm", 128, 1, 100, "fb"),
+           ("lstm", 256, 16, 100, "f"), ("lstm", 256, 16, 100, "fb"), ("lstm", 256, 64, 50, "fb"),
+           ("lstm", 512, 64, 25, "fb"), ("gru", 512, 32, 50, "fb"), ("lstm", 1024, 64, 50, "f")]  # fmt: skip
+
+
+def plain_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    return np.empty(shape, dtype)
+
+
+def main() -> None:
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 4.0
+    pooled_empty = _checks.empty
+    for cell, H, B, T, mode in CONFIGS:
+        cfg = bench.Config(cell, T, B, H, H)
+        arrays = bench._arrays(cfg, np.float32)
+        fwd, both = bench._runner(functional, cfg, arrays)
+        call = bench._packed_forward(cfg, arrays) if mode == "p" else fwd if mode == "f" else both
+        times: dict[str, list[float]] = {"pool": [], "np.empty": []}
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end or len(times["pool"]) < 5:
+            for name, empty in (("pool", pooled_empty), ("np.empty", plain_empty)):
+                _checks.empty = empty
+                call()
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
+        _checks.empty = pooled_empty
+        pool, plain = (statistics.median(times[k]) * 1e3 for k in ("pool", "np.empty"))
+        print(f"{cfg} {mode:2s}: pool {pool:8.3f} ms  np.empty {plain:8.3f} ms  ratio {plain / pool:.2f}  "
+              f"n={len(times['pool'])}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
