@@ -3,7 +3,8 @@
 ``fusedrnn._checks.empty`` allocates every output, tape array and workspace of a call from the
 compiled module's pool (``csrc/bindings/array_pool.h``). This swaps it for ``np.empty`` on every
 other call and prints both medians and their ratio, for forwards (``f``), forwards + backwards
-(``fb``) and packed forwards (``p``). The process holds other large arrays, as a real program does.
+(``fb``), packed forwards (``p``) and forwards + backwards of a two-layer bidirectional layer
+(``layer``, batch first). The process holds other large arrays, as a real program does.
 
 Usage: ``python benchmarks/array_pool.py [SECONDS_PER_CONFIG]`` (figures in docs/perf-notes.md,
 ninth session).
@@ -15,13 +16,32 @@ import statistics
 import sys
 import time
 
+from typing import Any, Callable
+
 import numpy as np
 
+import fusedrnn
 from fusedrnn import _checks, bench, functional
 
 CONFIGS = [("lstm", 256, 1, 1, "fb"), ("lstm", 256, 1, 1, "p"), ("gru", 512, 1, 1, "fb"), ("lstm", 128, 1, 100, "fb"),
            ("lstm", 256, 16, 100, "f"), ("lstm", 256, 16, 100, "fb"), ("lstm", 256, 64, 50, "fb"),
-           ("lstm", 512, 64, 25, "fb"), ("gru", 512, 32, 50, "fb"), ("lstm", 1024, 64, 50, "f")]  # fmt: skip
+           ("lstm", 512, 64, 25, "fb"), ("gru", 512, 32, 50, "fb"), ("lstm", 1024, 64, 50, "f"),
+           ("lstm", 256, 16, 100, "layer"), ("gru", 128, 32, 50, "layer")]  # fmt: skip
+
+
+def layer_call(cfg: bench.Config) -> Callable[[], Any]:
+    """Forward + backward of a two-layer bidirectional ``fusedrnn`` layer, batch first."""
+    layer = {"lstm": fusedrnn.LSTM, "gru": fusedrnn.GRU}[cfg.cell](
+        cfg.I, cfg.H, num_layers=2, bidirectional=True, batch_first=True, seed=0
+    )
+    x = np.random.default_rng(0).standard_normal((cfg.B, cfg.T, cfg.I)).astype(np.float32)
+    dy = np.random.default_rng(1).standard_normal((cfg.B, cfg.T, 2 * cfg.H)).astype(np.float32)
+
+    def call() -> Any:
+        layer(x)
+        return layer.backward(dy)
+
+    return call
 
 
 def plain_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -36,6 +56,8 @@ def main() -> None:
         arrays = bench._arrays(cfg, np.float32)
         fwd, both = bench._runner(functional, cfg, arrays)
         call = bench._packed_forward(cfg, arrays) if mode == "p" else fwd if mode == "f" else both
+        if mode == "layer":
+            call = layer_call(cfg)
         times: dict[str, list[float]] = {"pool": [], "np.empty": []}
         end = time.perf_counter() + seconds
         while time.perf_counter() < end or len(times["pool"]) < 5:

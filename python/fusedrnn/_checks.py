@@ -88,3 +88,8 @@ def copy(a: np.ndarray) -> np.ndarray:
     out = empty(a.shape, a.dtype)
     np.copyto(out, a)
     return out
+
+
+def contiguous(a: np.ndarray) -> np.ndarray:
+    """``a`` itself if C-contiguous, else :func:`copy` of it."""
+    return a if a.flags.c_contiguous else copy(a)

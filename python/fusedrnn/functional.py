@@ -231,7 +231,7 @@ def _forward(
         w_ih_c, w_hh_c = _checks.copy(w_ih), _checks.copy(w_hh)
         w_hr_c = _checks.copy(w_hr) if w_hr is not None else None
     else:
-        x_c = np.ascontiguousarray(x_arr)
+        x_c = _checks.contiguous(x_arr)
         w_ih_c, w_hh_c, w_hr_c = (np.ascontiguousarray(a) if a is not None else None for a in (w_ih, w_hh, w_hr))
     y = empty((T, B, P), dtype)
     h_n = empty((B, P), dtype)
@@ -289,7 +289,7 @@ def _backward(cell: str, tape: Any, dy: Any, dh_n: Any, dc_n: Any) -> dict[str, 
     _C.backward(
         getattr(_C.CellKind, cell), T, B, I, H, P, tape.reverse, tape.lengths,
         tape.x, tape.weight_ih, tape.weight_hh, tape.weight_hr, tape.gates, tape.h_prev, tape.c_prev, tape.aux,
-        tape.m, np.ascontiguousarray(dy_arr), dh_n_arr, dc_n_arr,
+        tape.m, _checks.contiguous(dy_arr), dh_n_arr, dc_n_arr,
         grads["x"], grads["h0"], grads.get("c0"), grads["weight_ih"], grads["weight_hh"], db_ih, db_hh, dw_hr,
         empty((T, B, GH), dtype), empty((T, B, GH), dtype) if cell == "gru" else None,
         empty((T, B, P), dtype) if projected else None,

@@ -230,7 +230,10 @@ class _Recurrent:
                 tapes.append(tape)
                 for out, s in zip(out_states, new_states):
                     out.append(s)
-            inp = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
+            if len(outs) == 1:
+                inp = outs[0]
+            else:
+                inp = np.concatenate(outs, axis=2, out=_checks.empty((T, B, sum(o.shape[2] for o in outs)), self.dtype))
             if self.dropout and self.training and k < self.num_layers - 1:
                 keep = 1.0 - self.dropout  # inverted dropout: kept units scaled by 1/keep
                 mask = (self._rng.random(inp.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
@@ -320,7 +323,7 @@ class _Recurrent:
             for d, suffix in enumerate(self._suffixes(k)):
                 idx = k * D + d
                 g = self._cell_backward(rec["tapes"][idx], d_out[:, :, d * P : (d + 1) * P], [s[idx] for s in dstates])
-                d_in = g["x"] if d_in is None else d_in + g["x"]
+                d_in = g["x"] if d_in is None else np.add(d_in, g["x"], out=d_in)  # d_in: this call's own array
                 for name, dinit in zip(("h0", "c0"), d_initial):
                     dinit[idx] = g[name]
                 for kind in _PARAM_KINDS:
