@@ -232,8 +232,9 @@ class _Recurrent:
                     out.append(s)
             if len(outs) == 1:
                 inp = outs[0]
-            else:
-                inp = np.concatenate(outs, axis=2, out=_checks.empty((T, B, sum(o.shape[2] for o in outs)), self.dtype))
+            else:  # into pooled memory (_checks.empty), as the kernels' own outputs
+                width = sum(o.shape[2] for o in outs)
+                inp = np.concatenate(outs, axis=2, out=_checks.empty((T, B, width), self.dtype))
             if self.dropout and self.training and k < self.num_layers - 1:
                 keep = 1.0 - self.dropout  # inverted dropout: kept units scaled by 1/keep
                 mask = (self._rng.random(inp.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
