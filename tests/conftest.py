@@ -107,17 +107,16 @@ def rng(request: pytest.FixtureRequest) -> np.random.Generator:
 pooled_empty = _checks.empty
 
 
+def nan_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """``_checks.empty`` filled with NaN: memory from the array pool, so every test runs through it."""
+    out = pooled_empty(shape, dtype)
+    out.fill(np.nan)
+    return out
+
+
 @pytest.fixture(autouse=True)
 def poison_allocations(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every output and workspace fusedrnn allocates starts as NaN, so unwritten elements fail.
-
-    The arrays still come from the array pool (``_checks.empty``), so every test runs through it."""
-
-    def nan_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        out = pooled_empty(shape, dtype)
-        out.fill(np.nan)
-        return out
-
+    """Every output and workspace fusedrnn allocates starts as NaN, so unwritten elements fail."""
     monkeypatch.setattr(_checks, "empty", nan_empty)
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import CELLS, Problem, assert_close, fusedrnn, functional, make_problem, reference
+from conftest import CELLS, Problem, assert_close, fusedrnn, functional, make_problem, nan_empty, reference
 
 DTYPES = (np.float32, np.float64)
 ALL_ISAS = ("generic", "avx2", "avx512")
@@ -152,14 +152,7 @@ def check_forced_isa(isa: str, seed: int) -> None:
     info = fusedrnn.cpu_info()
     if info["isa"] != isa:
         sys.exit(f"FUSEDRNN_ISA={isa}: cpu_info()['isa'] is {info['isa']!r}")
-    pooled_empty = _checks.empty
-
-    def nan_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:  # the conftest poisoning
-        out = pooled_empty(shape, dtype)
-        out.fill(np.nan)
-        return out
-
-    _checks.empty = nan_empty
+    _checks.empty = nan_empty  # the conftest poisoning
     rng = np.random.default_rng(seed)
     failures = []
     threaded = 0

@@ -415,8 +415,8 @@ void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixVi
   // every row tile) unless this rank's C is larger than the L2 and its B block at most 4 MB: then
   // row tile by row tile, so that C is written as a stream of whole rows rather than 96 rows at
   // once 4 KB apart, and the B block is re-read from L2/L3 per row tile (perf-notes, ninth session:
-  // LSTM H=256 input projections 1600-3200 x 1024 x 256 9-14% faster; M <= 100 2-9% slower in
-  // that order, hence the size condition).
+  // LSTM H=256 input projections 1600-3200 x 1024 x 256 9-14% faster; M = 25-100 6-16% slower
+  // in that order, hence the size condition).
   const bool rows_outer = static_cast<double>(m) * static_cast<double>(n) * sizeof(S) >= double(1 << 20) &&
                           static_cast<double>(nc_max) * static_cast<double>(kc_max) * sizeof(S) <= double(4 << 20);
   for (index_t jc = j_begin; jc < j_end; jc += TL::NC) {
