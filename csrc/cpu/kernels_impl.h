@@ -638,10 +638,11 @@ FUSEDRNN_INLINE void load_lanes(const S* src, index_t n, S* dst) {
 // ---------------------------------------------------------------------------------------------
 
 // One step at time t for the blocks [blk0, blk1) of hidden units. gates_t [B, GH] holds W x + b_w
-// on entry and the activated gates on exit; h [B, P] and c [B, H] enter the step; the cell's output
-// goes to h_next and y_t, or with a projection to m_t [B, H] (then project_step).
+// on entry and, with keep_gates (a tape), the activated gates on exit; h [B, P] and c [B, H] enter
+// the step; the cell's output goes to h_next and y_t, or with a projection to m_t [B, H] (then
+// project_step).
 template <class Cell, bool Project, bool Stream, class S>
-void forward_step(const Sizes& n, index_t t, bool descending, long blk0, long blk1, const S* r_packed,
+void forward_step(const Sizes& n, index_t t, bool descending, bool keep_gates, long blk0, long blk1, const S* r_packed,
                   const S* b_packed, const S* h, const S* c, S* gates_t, S* h_next, S* c_next, S* y_t, S* aux_t,
                   S* m_t) {
   constexpr int G = Cell::G, U = kUnits<S>, GG = kGateGroup<G>, MaxRows = kMaxRows<GG>;
@@ -705,7 +706,8 @@ void forward_step(const Sizes& n, index_t t, bool descending, long blk0, long bl
           Cell::forward(xu, hu, h_old[u], c_old[u], au, aux[u], h_new[u], c_new[u]);
           for (int g = 0; g < G; ++g) a[g][u] = au[g];
         }
-        for (int g = 0; g < G; ++g) copy_lanes(a[g], units, gb + g * H);
+        if (keep_gates)  // for the backward only: without a tape they were 4% of this step's samples
+          for (int g = 0; g < G; ++g) copy_lanes(a[g], units, gb + g * H);
         if constexpr (Project) {
           copy_lanes(h_new, units, m_t + row * H + j0);
         } else {
@@ -811,8 +813,8 @@ void forward_impl(const ForwardParams<S>& p) {
       if (p.h_prev) copy_columns(h, p.h_prev + t * BP, P, p_lo, p_hi);
       if (lstm && p.c_prev) copy_columns(c, p.c_prev + t * BH, H, h_lo, h_hi);
       S* m_t = Project ? (p.m ? p.m + t * BH : m_work) : nullptr;
-      step(n, t, s % 2 == 1, blk0, blk1, r_packed, b_packed, h, c, gates + t * B * GH, h_next, c_next, p.y + t * BP,
-           p.aux ? p.aux + t * BH : nullptr, m_t);
+      step(n, t, s % 2 == 1, p.gates != nullptr, blk0, blk1, r_packed, b_packed, h, c, gates + t * B * GH, h_next,
+           c_next, p.y + t * BP, p.aux ? p.aux + t * BH : nullptr, m_t);
       if constexpr (Project) {
         team.barrier();  // m complete
         project_step(n, t, pblk0, pblk1, hr_packed, m_t, h, h_next, p.y + t * BP);
