@@ -151,3 +151,18 @@ def test_reused_blocks_full_of_nan_give_the_same_results(cell: str, rng: np.rand
     assert len({address(v) for v in results + tape} & pooled) >= len(pooled) // 2
     for got, want in zip(results, expected):
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_torch_tensor_keeps_its_block() -> None:
+    """fusedrnn.torch wraps the kernels' arrays with torch.from_numpy, without a copy."""
+    torch = pytest.importorskip("torch")
+    a = pooled_empty((256, 256), np.float32)
+    a[:] = 3.0
+    tensor = torch.from_numpy(a)
+    where = address(a)
+    del a
+    other = pooled_empty((256, 256), np.float32)
+    other[:] = -1.0
+    assert address(other) != where and bool(torch.all(tensor == 3.0))
+    del tensor
+    assert address(pooled_empty((256, 256), np.float32)) == where
