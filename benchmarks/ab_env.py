@@ -15,29 +15,27 @@ from __future__ import annotations
 
 import os
 import sys
-import time
+from typing import Any, Callable
 
 import numpy as np
 
-from fusedrnn import bench, functional
+from fusedrnn import bench
 
 
 def main() -> None:
     config, seconds, var, values = sys.argv[1].split(), float(sys.argv[2]), sys.argv[3], sys.argv[4:]
     cell, H, B, T, mode = config[0], int(config[1]), int(config[2]), int(config[3]), config[4]
     cfg = bench.Config(cell, T, B, H, H)
-    arrays = bench._arrays(cfg, np.float32)
-    fwd, both = bench._runner(functional, cfg, arrays)
-    call = bench._packed_forward(cfg, arrays) if mode == "p" else fwd if mode == "f" else both
-    times: dict[str, list[float]] = {v: [] for v in values}
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        for v in values:
-            os.environ[var] = v
-            call()
-            start = time.perf_counter()
-            call()
-            times[v].append(time.perf_counter() - start)
+    call = bench._call_for_mode(cfg, bench._arrays(cfg, np.float32), mode)
+
+    def with_value(value: str) -> Callable[[], Any]:
+        def run() -> Any:
+            os.environ[var] = value
+            return call()
+
+        return run
+
+    times = bench._alternating_times({v: with_value(v) for v in values}, seconds, min_calls=1)
     first = None
     for v in values:
         p10, median = np.percentile(np.array(times[v]) * 1e3, [10, 50])

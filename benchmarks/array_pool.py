@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
-
 from typing import Any, Callable
 
 import numpy as np
 
 import fusedrnn
-from fusedrnn import _checks, bench, functional
+from fusedrnn import _checks, bench
 
 CONFIGS = [("lstm", 256, 1, 1, "fb"), ("lstm", 256, 1, 1, "p"), ("gru", 512, 1, 1, "fb"), ("lstm", 128, 1, 100, "fb"),
            ("lstm", 256, 16, 100, "f"), ("lstm", 256, 16, 100, "fb"), ("lstm", 256, 64, 50, "fb"),
@@ -53,20 +51,16 @@ def main() -> None:
     pooled_empty = _checks.empty
     for cell, H, B, T, mode in CONFIGS:
         cfg = bench.Config(cell, T, B, H, H)
-        arrays = bench._arrays(cfg, np.float32)
-        fwd, both = bench._runner(functional, cfg, arrays)
-        call = bench._packed_forward(cfg, arrays) if mode == "p" else fwd if mode == "f" else both
-        if mode == "layer":
-            call = layer_call(cfg)
-        times: dict[str, list[float]] = {"pool": [], "np.empty": []}
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end or len(times["pool"]) < 5:
-            for name, empty in (("pool", pooled_empty), ("np.empty", plain_empty)):
+        call = layer_call(cfg) if mode == "layer" else bench._call_for_mode(cfg, bench._arrays(cfg, np.float32), mode)
+
+        def with_empty(empty: Callable[..., np.ndarray]) -> Callable[[], Any]:
+            def run() -> Any:
                 _checks.empty = empty
-                call()
-                start = time.perf_counter()
-                call()
-                times[name].append(time.perf_counter() - start)
+                return call()
+
+            return run
+
+        times = bench._alternating_times({"pool": with_empty(pooled_empty), "np.empty": with_empty(plain_empty)}, seconds)
         _checks.empty = pooled_empty
         pool, plain = (statistics.median(times[k]) * 1e3 for k in ("pool", "np.empty"))
         print(f"{cfg} {mode:2s}: pool {pool:8.3f} ms  np.empty {plain:8.3f} ms  ratio {plain / pool:.2f}  "

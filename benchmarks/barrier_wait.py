@@ -20,16 +20,14 @@ import time
 
 import numpy as np
 
-from fusedrnn import _C, bench, functional
+from fusedrnn import _C, bench
 
 
 def main() -> None:
     for spec in sys.argv[1:]:
         cell, H, B, T, mode = spec.split()
         cfg = bench.Config(cell, int(T), int(B), int(H), int(H))
-        arrays = bench._arrays(cfg, np.float32)
-        fwd, both = bench._runner(functional, cfg, arrays)
-        call = bench._packed_forward(cfg, arrays) if mode == "p" else fwd if mode == "f" else both
+        call = bench._call_for_mode(cfg, bench._arrays(cfg, np.float32), mode)
         for _ in range(3):
             call()
         _C.barrier_stats()

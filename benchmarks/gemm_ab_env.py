@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import statistics
 import sys
-import time
+from typing import Any, Callable
 
 import numpy as np
 
-from fusedrnn import _C
+from fusedrnn import _C, bench
 
 SHAPES = [(1600, 256, 1024, False, False), (1024, 256, 1600, True, False), (1600, 1024, 256, False, True),
           (25, 4096, 1024, False, True), (4096, 1024, 1600, True, False)]  # (M, N, K, transpose_a, transpose_b)
@@ -40,15 +40,15 @@ def main() -> None:
     for M, N, K, ta, tb in ALL_SHAPES if "--all" in sys.argv else SHAPES:
         a = rng.standard_normal((K, M) if ta else (M, K), dtype=np.float32)
         b = rng.standard_normal((N, K) if tb else (K, N), dtype=np.float32)
-        times: dict[str, list[float]] = {old: [], new: []}
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end or len(times[new]) < 5:
-            for value in (old, new):
+
+        def with_value(value: str) -> Callable[[], Any]:
+            def run() -> Any:
                 os.environ[var] = value
-                _C.gemm(a, b, ta, tb)
-                start = time.perf_counter()
-                _C.gemm(a, b, ta, tb)
-                times[value].append(time.perf_counter() - start)
+                return _C.gemm(a, b, ta, tb)
+
+            return run
+
+        times = bench._alternating_times({old: with_value(old), new: with_value(new)}, seconds)
         t_old, t_new = statistics.median(times[old]), statistics.median(times[new])
         print(f"M={M} N={N} K={K} transpose_a={ta} transpose_b={tb}: {var}={old} {t_old * 1e3:.3f} ms, "
               f"{var}={new} {t_new * 1e3:.3f} ms, ratio {t_new / t_old:.3f}")

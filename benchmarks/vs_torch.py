@@ -11,12 +11,11 @@ T, ``f`` or ``fb``); prints the 10th percentiles, medians and their ratios.
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 import torch
 
-from fusedrnn import bench, functional
+from fusedrnn import bench
 
 
 def main() -> None:
@@ -24,21 +23,11 @@ def main() -> None:
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 20.0
     cfg = bench.Config(cell, int(T), int(B), int(H), int(H))
     arrays = bench._arrays(cfg, np.float32)
-    fwd, both = bench._runner(functional, cfg, arrays)
-    ours = fwd if mode == "f" else both
     torch.set_num_threads(2)
     runners = bench._torch_runners(cfg, arrays)
     assert runners is not None, "torch is not importable"
-    theirs = runners[0 if mode == "f" else 1]
-    times: dict[str, list[float]] = {"fusedrnn": [], "torch": []}
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end or len(times["torch"]) < 5:
-        for name, call in (("fusedrnn", ours), ("torch", theirs)):
-            time.sleep(0.2)
-            call()
-            start = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - start)
+    calls = {"fusedrnn": bench._call_for_mode(cfg, arrays, mode), "torch": runners[0 if mode == "f" else 1]}
+    times = bench._alternating_times(calls, seconds, pause=0.2)
     (p10_ours, med_ours), (p10_torch, med_torch) = (np.percentile(times[k], [10, 50]) * 1e3 for k in times)
     print(f"{cfg} {mode}: fusedrnn p10 {p10_ours:.2f} ms median {med_ours:.2f}; torch p10 {p10_torch:.2f} ms "
           f"median {med_torch:.2f}; torch / fusedrnn {p10_torch / p10_ours:.2f}x (p10), "

@@ -1,5 +1,5 @@
-"""``bench``'s timing helper: a median over enough calls (the benchmark CLI itself is exercised in
-test_packed.py and test_gemm.py)."""
+"""``bench``'s timing helpers: a median over enough calls, and variants taking turns call by call
+(the benchmark CLI itself is exercised in test_packed.py and test_gemm.py)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,11 @@ def test_reference_style_call_takes_exactly_its_repeats() -> None:
     calls = []
     bench._median_seconds(lambda: calls.append(1), repeats=3, min_seconds=0.0)
     assert len(calls) == 4  # warm-up + three
+
+
+def test_alternating_times_take_turns_with_an_untimed_call_first() -> None:
+    order: list[str] = []
+    calls = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    times = bench._alternating_times(calls, 0.0, min_calls=3)
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+    assert order == ["a", "a", "b", "b"] * 3  # each timed call after an untimed one of its own variant

@@ -168,6 +168,34 @@ def _median_seconds(fn: Callable[[], Any], repeats: int, budget: float = 3.0, mi
     return statistics.median(_call_times(fn, repeats, budget, min_seconds))
 
 
+def _alternating_times(
+    calls: dict[str, Callable[[], Any]], seconds: float, pause: float = 0.0, min_calls: int = 5
+) -> dict[str, list[float]]:
+    """Seconds of each variant's calls, the variants taking turns call by call (each timed call after
+    an untimed one of the same variant, and ``pause`` seconds before that), for ``seconds`` and at
+    least ``min_calls`` each: the benchmark scripts' in-process A/B, in which bursts of neighbour
+    load hit every variant alike."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or min(map(len, times.values())) < min_calls:
+        for name, call in calls.items():
+            time.sleep(pause)
+            call()
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _call_for_mode(cfg: Config, a: dict[str, np.ndarray], mode: str) -> Callable[[], Any]:
+    """The benchmark scripts' modes: ``f`` forward, ``fb`` forward + backward, ``p`` forward through
+    weights packed once."""
+    if mode == "p":
+        return _packed_forward(cfg, a)
+    fwd, both = _runner(functional, cfg, a)
+    return {"f": fwd, "fb": both}[mode]
+
+
 def _torch_runners(cfg: Config, a: dict[str, np.ndarray]) -> tuple[Callable[[], Any], Callable[[], Any]] | None:
     try:
         import torch
