@@ -646,9 +646,9 @@ FUSEDRNN_INLINE void load_lanes(const S* src, index_t n, S* dst) {
 // the step; the cell's output goes to h_next and y_t, or with a projection to m_t [B, H] (then
 // project_step).
 template <class Cell, bool Project, bool Stream, class S>
-void forward_step(const Sizes& n, index_t t, bool descending, bool keep_gates, long blk0, long blk1, const S* r_packed,
-                  const S* b_packed, const S* h, const S* c, S* gates_t, S* h_next, S* c_next, S* y_t, S* aux_t,
-                  S* m_t) {
+void forward_step(const Sizes& n, index_t t, bool descending, bool keep_gates, long blk0, long blk1,
+                  const S* r_packed, const S* b_packed, const S* h, const S* c, S* gates_t, S* h_next, S* c_next,
+                  S* y_t, S* aux_t, S* m_t) {
   constexpr int G = Cell::G, U = kUnits<S>, GG = kGateGroup<G>, MaxRows = kMaxRows<GG>;
   const index_t B = n.B, H = n.H, P = n.P, GH = G * H;
   const int split = k_split<GG>(B);
