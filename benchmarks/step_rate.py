@@ -1,0 +1,73 @@
+"""GFLOP/s of the forward's recurrent step alone, at any batch.
+
+The marginal time of T more steps (forward of 2T steps minus forward of T, medians of calls
+alternating between the two lengths, no tape) with I = 1, so that the input projection and the
+per-call costs drop out: what is left is the step's product R h (2 B G H^2 FLOPs), its cell math
+and its barrier. The percentage is of two cores' FMA peak as ``_C.fma_peak_gflops`` measures it.
+
+Usage: ``python benchmarks/step_rate.py [CELL,H,B,T ...] [--repeats 15]``, e.g. ``lstm,256,64,50``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import fusedrnn as fr
+from fusedrnn import _C
+from fusedrnn import functional as F
+
+GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1}
+
+
+def seconds_per_step(cell: str, H: int, B: int, T: int, repeats: int, rng: np.random.Generator) -> float:
+    G = GATES[cell]
+    x = rng.standard_normal((2 * T, B, 1), dtype=np.float32)
+    h0 = rng.standard_normal((B, H), dtype=np.float32)
+    c0 = rng.standard_normal((B, H), dtype=np.float32)
+    w = [rng.uniform(-0.06, 0.06, s).astype(np.float32) for s in [(G * H, 1), (G * H, H), (G * H,), (G * H,)]]
+    if cell == "lstm":
+        def forward(steps: int) -> object:
+            return F.lstm_forward(x[:steps], h0, c0, *w, need_tape=False)
+    elif cell == "gru":
+        def forward(steps: int) -> object:
+            return F.gru_forward(x[:steps], h0, *w, need_tape=False)
+    else:
+        def forward(steps: int) -> object:
+            return F.rnn_forward(x[:steps], h0, *w, nonlinearity="tanh", need_tape=False)
+
+    times: dict[int, list[float]] = {T: [], 2 * T: []}
+    for _ in range(repeats):
+        for steps in times:
+            forward(steps)  # untimed: the same length just before, as in bench._alternating_times
+            start = time.perf_counter()
+            forward(steps)
+            times[steps].append(time.perf_counter() - start)
+    return (statistics.median(times[2 * T]) - statistics.median(times[T])) / T
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("configs", nargs="*", default=["lstm,256,64,50", "lstm,512,64,25", "gru,512,32,50"])
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    threads = fr.get_num_threads()
+    fr.set_num_threads(1)
+    core_peak = max(_C.fma_peak_gflops() for _ in range(5))  # interference only lowers a reading
+    fr.set_num_threads(threads)
+    peak = threads * core_peak
+    print(f"threads {threads}, FMA peak {peak:.0f} GFLOP/s")
+    for spec in args.configs:
+        cell, H, B, T = spec.split(",")
+        H, B, T = int(H), int(B), int(T)
+        dt = seconds_per_step(cell, H, B, T, args.repeats, rng)
+        gflops = 2 * B * GATES[cell] * H * H / dt / 1e9
+        print(f"{cell} H={H} B={B}: {dt * 1e6:.1f} us/step, {gflops:.1f} GFLOP/s, {100 * gflops / peak:.0f}% of the peak")
+
+
+if __name__ == "__main__":
+    main()
