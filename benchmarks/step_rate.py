@@ -6,11 +6,14 @@ per-call costs drop out: what is left is the step's product R h (2 B G H^2 FLOPs
 and its barrier. The percentage is of two cores' FMA peak as ``_C.fma_peak_gflops`` measures it.
 
 Usage: ``python benchmarks/step_rate.py [CELL,H,B,T ...] [--repeats 15]``, e.g. ``lstm,256,64,50``.
+With ``--env VAR A B ...`` an experiment build's variants (read from ``VAR`` at each call) alternate
+call by call, as in ``ab_env.py``, and each gets its own line.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -23,7 +26,10 @@ from fusedrnn import functional as F
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1}
 
 
-def seconds_per_step(cell: str, H: int, B: int, T: int, repeats: int, rng: np.random.Generator) -> float:
+def seconds_per_step(
+    cell: str, H: int, B: int, T: int, repeats: int, rng: np.random.Generator, env: list[str] | None = None
+) -> dict[str, float]:
+    """Seconds per step for each value of ``env`` = [VAR, A, B, ...] (without: {"": seconds})."""
     G = GATES[cell]
     x = rng.standard_normal((2 * T, B, 1), dtype=np.float32)
     h0 = rng.standard_normal((B, H), dtype=np.float32)
@@ -39,20 +45,24 @@ def seconds_per_step(cell: str, H: int, B: int, T: int, repeats: int, rng: np.ra
         def forward(steps: int) -> object:
             return F.rnn_forward(x[:steps], h0, *w, nonlinearity="tanh", need_tape=False)
 
-    times: dict[int, list[float]] = {T: [], 2 * T: []}
+    var, values = (env[0], env[1:]) if env else ("", [""])
+    times: dict[tuple[str, int], list[float]] = {(v, steps): [] for v in values for steps in (T, 2 * T)}
     for _ in range(repeats):
-        for steps in times:
-            forward(steps)  # untimed: the same length just before, as in bench._alternating_times
+        for value, steps in times:
+            if var:
+                os.environ[var] = value
+            forward(steps)  # untimed: the same variant just before, as in bench._alternating_times
             start = time.perf_counter()
             forward(steps)
-            times[steps].append(time.perf_counter() - start)
-    return (statistics.median(times[2 * T]) - statistics.median(times[T])) / T
+            times[value, steps].append(time.perf_counter() - start)
+    return {v: (statistics.median(times[v, 2 * T]) - statistics.median(times[v, T])) / T for v in values}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("configs", nargs="*", default=["lstm,256,64,50", "lstm,512,64,25", "gru,512,32,50"])
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--env", nargs="+", metavar="VAR VALUE", help="an experiment build's variable and values")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     threads = fr.get_num_threads()
@@ -64,9 +74,11 @@ def main() -> None:
     for spec in args.configs:
         cell, H, B, T = spec.split(",")
         H, B, T = int(H), int(B), int(T)
-        dt = seconds_per_step(cell, H, B, T, args.repeats, rng)
-        gflops = 2 * B * GATES[cell] * H * H / dt / 1e9
-        print(f"{cell} H={H} B={B}: {dt * 1e6:.1f} us/step, {gflops:.1f} GFLOP/s, {100 * gflops / peak:.0f}% of the peak")
+        for value, dt in seconds_per_step(cell, H, B, T, args.repeats, rng, args.env).items():
+            gflops = 2 * B * GATES[cell] * H * H / dt / 1e9
+            variant = f" {args.env[0]}={value}" if args.env else ""
+            print(f"{cell} H={H} B={B}{variant}: {dt * 1e6:.1f} us/step, {gflops:.1f} GFLOP/s, "
+                  f"{100 * gflops / peak:.0f}% of the peak")
 
 
 if __name__ == "__main__":
