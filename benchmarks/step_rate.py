@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
+from typing import Callable
 
 import numpy as np
 
 import fusedrnn as fr
-from fusedrnn import _C
+from fusedrnn import _C, bench
 from fusedrnn import functional as F
 
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1}
@@ -46,15 +46,17 @@ def seconds_per_step(
             return F.rnn_forward(x[:steps], h0, *w, nonlinearity="tanh", need_tape=False)
 
     var, values = (env[0], env[1:]) if env else ("", [""])
-    times: dict[tuple[str, int], list[float]] = {(v, steps): [] for v in values for steps in (T, 2 * T)}
-    for _ in range(repeats):
-        for value, steps in times:
+
+    def call(value: str, steps: int) -> Callable[[], object]:
+        def run() -> object:
             if var:
                 os.environ[var] = value
-            forward(steps)  # untimed: the same variant just before, as in bench._alternating_times
-            start = time.perf_counter()
-            forward(steps)
-            times[value, steps].append(time.perf_counter() - start)
+            return forward(steps)
+
+        return run
+
+    calls = {(v, steps): call(v, steps) for v in values for steps in (T, 2 * T)}
+    times = bench._alternating_times(calls, 0.0, min_calls=repeats)  # type: ignore[arg-type]
     return {v: (statistics.median(times[v, 2 * T]) - statistics.median(times[v, T])) / T for v in values}
 
 
