@@ -1,11 +1,12 @@
 """A forward right after another library's multithreaded call: its idle threads keep spinning.
 
-NumPy's OpenBLAS and torch's OpenMP team busy-wait for a while after a parallel call, on the same
-cores our kernels' team then needs. This times an LSTM T=100 B=16 H=256 forward (plain) right
-after a 512 x 512 float32 product from each library, after the product with a delay, and with
-that library limited to one thread (threadpoolctl), against a forward after a 0.5 s pause.
-Usage: ``python benchmarks/neighbour_threads.py [rounds]`` (figures in ``docs/perf-notes.md``,
-eighth session).
+NumPy's OpenBLAS, torch's OpenMP team and ONNX Runtime's pool busy-wait for a while after a
+parallel call, on the same cores our kernels' team then needs. This times an LSTM T=100 B=16 H=256
+forward (plain) right after a 512 x 512 float32 product from NumPy and torch, after the product
+with a delay, with that library limited to one thread (threadpoolctl), and right after ONNX
+Runtime's forward of the same LSTM (two threads) with and without its spinning, against a
+forward after a 0.5 s pause. Usage: ``python benchmarks/neighbour_threads.py [rounds]`` (figures
+in ``docs/perf-notes.md``, eighth and tenth sessions).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def median_ms(before: Callable[[], Any], fwd: Callable[[], Any], rounds: int) ->
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 9
     cfg = bench.Config("lstm", 100, 16, 256, 256)
-    fwd = bench._runner(functional, cfg, bench._arrays(cfg, np.float32))[0]
+    arrays = bench._arrays(cfg, np.float32)
+    fwd = bench._runner(functional, cfg, arrays)[0]
     for _ in range(10):
         fwd()
     a = np.random.default_rng(0).random((512, 512), dtype=np.float32)
@@ -59,13 +61,17 @@ def main() -> None:
         cases["100 ms after a torch product"] = lambda: (t @ t, busy(0.1))
     except ImportError:
         pass
+    for spinning in (True, False):
+        ort = bench._ort_forward(cfg, arrays, threads=2, spinning=spinning)
+        if ort is not None:
+            cases["right after ONNX Runtime" + ("" if spinning else ", no spin")] = ort
     print(f"{cfg} forward, median of {rounds}:")
     for name, before in cases.items():
-        print(f"  {name:32s} {median_ms(before, fwd, rounds):7.2f} ms")
+        print(f"  {name:36s} {median_ms(before, fwd, rounds):7.2f} ms")
     with threadpool_limits(limits=1):
-        print(f"  {'right after, libraries on 1 thread':32s} {median_ms(lambda: a @ a, fwd, rounds):7.2f} ms")
+        print(f"  {'right after, libraries on 1 thread':36s} {median_ms(lambda: a @ a, fwd, rounds):7.2f} ms")
         if "right after a torch product" in cases:
-            print(f"  {'right after torch, on 1 thread':32s} "
+            print(f"  {'right after torch, on 1 thread':36s} "
                   f"{median_ms(cases['right after a torch product'], fwd, rounds):7.2f} ms")
 
 

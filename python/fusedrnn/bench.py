@@ -218,8 +218,11 @@ def _torch_runners(cfg: Config, a: dict[str, np.ndarray]) -> tuple[Callable[[], 
     return fwd, both
 
 
-def _ort_forward(cfg: Config, a: dict[str, np.ndarray], threads: int) -> Callable[[], Any] | None:
-    """ONNX Runtime's forward on the same weights (gate orders permuted to ONNX's), checked once."""
+def _ort_forward(
+    cfg: Config, a: dict[str, np.ndarray], threads: int, spinning: bool = True
+) -> Callable[[], Any] | None:
+    """ONNX Runtime's forward on the same weights (gate orders permuted to ONNX's), checked once.
+    ``spinning=False`` stops its worker threads from busy-waiting after each run (ORT's default)."""
     try:
         import onnxruntime as ort
         from onnx import TensorProto, helper
@@ -254,6 +257,8 @@ def _ort_forward(cfg: Config, a: dict[str, np.ndarray], threads: int) -> Callabl
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     y_ort = session.run(["Y"], feeds)[0][:, 0]
     y_ours = _runner(functional, cfg, a)[0]()[0]
