@@ -524,7 +524,7 @@ inline void block_product(const S* block, const S* v, index_t K, const S* bias, 
 // recurrent matrix larger than the cores' L2 caches together is read from L3 or memory at every
 // step, where prefetching gains 10-20% (LSTM H = 1536, B = 4); one that fits in cache loses as
 // much to the extra instruction (LSTM H = 128, B = 1).
-constexpr int kStreamAhead = 1024;
+constexpr int kPrefetchAhead = 1024;
 template <class S>
 bool streams_from_memory(index_t r_packed_size) {
   return static_cast<std::size_t>(r_packed_size) * sizeof(S) > (std::size_t{4} << 20);
@@ -540,16 +540,16 @@ constexpr index_t kPrefetchRFromBatch = 8;
 // One k of block_product_rows: acc[r][g] += block[k][g] * v[r][k]. Always inlined, and called
 // with a constant index into the caller's accumulators, so that they stay in registers (when GCC
 // kept this a lambda over acc[s] with a loop over s, it stored every accumulator at every k).
-template <int GG, int Rows, bool Stream, class V, class S>
+template <int GG, int Rows, bool PrefetchR, class V, class S>
 FUSEDRNN_INLINE void block_product_step(const S* block, const S* const* v, index_t k, V (&acc)[Rows][GG]) {
   constexpr int U = kUnits<S>;
   const S* bk = block + k * GG * U;
 #if defined(__x86_64__) || defined(_M_X64)
   // One prefetch per 64-byte line of the k step (GG vectors: 64 bytes for an AVX2 LSTM, 128 for an
   // AVX-512 one; with one prefetch per step AVX-512 streamed R 1.2-1.3x slower than AVX2).
-  if constexpr (Stream)
+  if constexpr (PrefetchR)
     for (int line = 0; line < static_cast<int>(GG * U * sizeof(S)); line += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(bk) + kStreamAhead + line, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(bk) + kPrefetchAhead + line, _MM_HINT_T0);
 #endif
   V rv[GG];
   for (int g = 0; g < GG; ++g) rv[g] = Simd<S>::load(bk + g * U);
@@ -563,7 +563,7 @@ FUSEDRNN_INLINE void block_product_step(const S* block, const S* const* v, index
 // sum_k block[k][g][u] * v[r][k] for r < Rows, g < GG (one vector of kUnits each), with
 // k split into Split interleaved partial sums added in a fixed order at the end. Split x Rows x GG
 // accumulators, at most 12: they and the GG vectors of R fit the 16 AVX2 registers.
-template <int GG, int Rows, int Split, bool Stream, class S>
+template <int GG, int Rows, int Split, bool PrefetchR, class S>
 inline void block_product_rows(const S* block, const S* const* v, index_t K, const S* bias, S* out,
                                index_t out_stride) {
   using V = typename Simd<S>::V;
@@ -575,14 +575,14 @@ inline void block_product_rows(const S* block, const S* const* v, index_t K, con
       for (int g = 0; g < GG; ++g) acc[s][r][g] = (bias && s == 0) ? Simd<S>::load(bias + g * U) : V{};
   index_t k = 0;
   for (; k + Split <= K; k += Split) {  // written out: a loop over s left acc[s] in memory
-    block_product_step<GG, Rows, Stream>(block, v, k, acc[0]);
-    if constexpr (Split >= 2) block_product_step<GG, Rows, Stream>(block, v, k + 1, acc[1]);
+    block_product_step<GG, Rows, PrefetchR>(block, v, k, acc[0]);
+    if constexpr (Split >= 2) block_product_step<GG, Rows, PrefetchR>(block, v, k + 1, acc[1]);
     if constexpr (Split == 4) {
-      block_product_step<GG, Rows, Stream>(block, v, k + 2, acc[2]);
-      block_product_step<GG, Rows, Stream>(block, v, k + 3, acc[3]);
+      block_product_step<GG, Rows, PrefetchR>(block, v, k + 2, acc[2]);
+      block_product_step<GG, Rows, PrefetchR>(block, v, k + 3, acc[3]);
     }
   }
-  for (; k < K; ++k) block_product_step<GG, Rows, Stream>(block, v, k, acc[0]);
+  for (; k < K; ++k) block_product_step<GG, Rows, PrefetchR>(block, v, k, acc[0]);
   for (int s = 1; s < Split; ++s)
     for (int r = 0; r < Rows; ++r)
       for (int g = 0; g < GG; ++g) acc[0][r][g] += acc[s][r][g];
@@ -607,18 +607,18 @@ int k_split(index_t B) {
 }
 
 // The same for a run-time count of rows (1 <= rows <= kMaxRows<GG>, rows * GG * split <= 12).
-template <int GG, bool Stream, class S, int N = 1>
+template <int GG, bool PrefetchR, class S, int N = 1>
 inline void block_product_rows(int rows, int split, const S* block, const S* const* v, index_t K, const S* bias,
                                S* out, index_t out_stride) {
   if constexpr (N <= kMaxRows<GG>) {
     if (rows == N) {
       if constexpr (4 * N * GG <= 12)
-        if (split == 4) return block_product_rows<GG, N, 4, Stream>(block, v, K, bias, out, out_stride);
+        if (split == 4) return block_product_rows<GG, N, 4, PrefetchR>(block, v, K, bias, out, out_stride);
       if constexpr (2 * N * GG <= 12)
-        if (split == 2) return block_product_rows<GG, N, 2, Stream>(block, v, K, bias, out, out_stride);
-      return block_product_rows<GG, N, 1, Stream>(block, v, K, bias, out, out_stride);
+        if (split == 2) return block_product_rows<GG, N, 2, PrefetchR>(block, v, K, bias, out, out_stride);
+      return block_product_rows<GG, N, 1, PrefetchR>(block, v, K, bias, out, out_stride);
     }
-    block_product_rows<GG, Stream, S, N + 1>(rows, split, block, v, K, bias, out, out_stride);
+    block_product_rows<GG, PrefetchR, S, N + 1>(rows, split, block, v, K, bias, out, out_stride);
   }
 }
 
@@ -652,7 +652,7 @@ FUSEDRNN_INLINE void load_lanes(const S* src, index_t n, S* dst) {
 // on entry and, with keep_gates (a tape), the activated gates on exit; h [B, P] and c [B, H] enter
 // the step; the cell's output goes to h_next and y_t, or with a projection to m_t [B, H] (then
 // project_step).
-template <class Cell, bool Project, bool Stream, class S>
+template <class Cell, bool Project, bool PrefetchR, class S>
 void forward_step(const Sizes& n, index_t t, bool descending, bool keep_gates, long blk0, long blk1,
                   const S* r_packed, const S* b_packed, const S* h, const S* c, S* gates_t, S* h_next, S* c_next,
                   S* y_t, S* aux_t, S* m_t) {
@@ -694,7 +694,7 @@ void forward_step(const Sizes& n, index_t t, bool descending, bool keep_gates, l
         if constexpr (Cell::kHasCellState) __builtin_prefetch(c + group[r] * H + j0, 0, 2);
       }
       for (int q = 0; q < G / GG; ++q)
-        block_product_rows<GG, Stream>(rows, split, rp + q * P * GG * U, h_rows, P,
+        block_product_rows<GG, PrefetchR>(rows, split, rp + q * P * GG * U, h_rows, P,
                                b_packed + (blk * G + q * GG) * U, &hp_rows[0][q * GG * U], G * U);
       for (int r = 0; r < rows; ++r) {
         const index_t row = group[r];
@@ -927,7 +927,7 @@ FUSEDRNN_INLINE void prefetch_step_rows(const BackwardParams<S>& p, index_t t, i
 constexpr int kPanelBlocks = 2;
 
 // The fused walk (P == H) over this rank's panels [panel0, panel1).
-template <class Cell, bool Stream, class S>
+template <class Cell, bool PrefetchR, class S>
 void backward_walk(Team& team, const BackwardParams<S>& p, long panel0, long panel1, const S* r_packed,
                    BackwardCarry<S> carry, S* dgates_rec) {
   constexpr int G = Cell::G, U = kUnits<S>, NV = kPanelBlocks, MaxRows = kMaxRows<NV>;
@@ -964,7 +964,7 @@ void backward_walk(Team& team, const BackwardParams<S>& p, long panel0, long pan
             prefetch_step_rows<Cell>(p, n.time_of(s - 1), b0 + r, panel * NV * U, NV * U);
         if (real > 0) {
           S out[MaxRows][NV * U];
-          block_product_rows<NV, Stream>(real, split, r_packed + panel * GH * NV * U, dg_rows, GH,
+          block_product_rows<NV, PrefetchR>(real, split, r_packed + panel * GH * NV * U, dg_rows, GH,
                                          (const S*)nullptr, &out[0][0], NV * U);
           for (int q = 0; q < real; ++q) std::copy(out[q], out[q] + NV * U, dh_rows[real_row[q]]);
         }
