@@ -534,7 +534,8 @@ bool streams_from_memory(index_t r_packed_size) {
 // each group's pointwise work (W x, c, the stores of h, y and c) pushes R's lines out of L1
 // between one group's products and the next, and the hardware prefetcher brings them back late.
 // In-process A/B (perf-notes, tenth session): LSTM H=256-512 B=16-64 forwards 2-5% faster, the
-// step alone 7-13% at B = 64; B = 2 4-6% slower, B = 4 even. The backward's walk gains nothing.
+// step alone 7-11% at B = 64; at B = 2 6-7% slower, at B = 4 0-7%. The backward's walk gains
+// nothing.
 constexpr index_t kPrefetchRFromBatch = 8;
 
 // One k of block_product_rows: acc[r][g] += block[k][g] * v[r][k]. Always inlined, and called
