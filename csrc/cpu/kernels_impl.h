@@ -522,7 +522,7 @@ inline void block_product(const S* block, const S* v, index_t K, const S* bias, 
 
 // How far ahead (bytes) a product streaming R from memory asks for it, and whether it should: a
 // recurrent matrix larger than the cores' L2 caches together is read from L3 or memory at every
-// step, where prefetching gained 10-20% (LSTM H = 1536, B = 4, fifth session, 1 KB ahead); one
+// step, where prefetching gained 10-20% (LSTM H = 1536, B = 4, third session, 1 KB ahead); one
 // that fits in cache loses as much to the extra instruction (LSTM H = 128, B = 1). 256 bytes
 // rather than 1 KB (perf-notes, tenth session): AVX-512 forwards streaming R 3-17% faster (LSTM
 // H = 1024-1536, B = 1-16), even where R is in the L2 (B >= 8) and on AVX2.
