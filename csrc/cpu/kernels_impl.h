@@ -535,9 +535,9 @@ bool streams_from_memory(index_t r_packed_size) {
 // The forward's step asks for R ahead from this many sequences up even when R fits in the L2:
 // each group's pointwise work (W x, c, the stores of h, y and c) pushes R's lines out of L1
 // between one group's products and the next, and the hardware prefetcher brings them back late.
-// In-process A/B (perf-notes, tenth session): LSTM H=256-512 B=16-64 forwards 2-5% faster, the
-// step alone 7-11% at B = 64; at B = 2 6-7% slower, at B = 4 0-7%. The backward's walk gains
-// nothing.
+// In-process A/B (perf-notes, tenth session; 1 KB ahead): LSTM H=256-512 B=16-64 forwards 2-5%
+// faster in one hour and 4-6% slower in another; 256 bytes ahead, even or faster. At B = 2 6-7%
+// slower, at B = 4 0-7%. The backward's walk gains nothing.
 constexpr index_t kPrefetchRFromBatch = 8;
 
 // One k of block_product_rows: acc[r][g] += block[k][g] * v[r][k]. Always inlined, and called
