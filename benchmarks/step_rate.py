@@ -20,30 +20,16 @@ from typing import Callable
 import numpy as np
 
 import fusedrnn as fr
-from fusedrnn import _C, bench
-from fusedrnn import functional as F
-
-GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1}
+from fusedrnn import _C, bench, functional
 
 
 def seconds_per_step(
-    cell: str, H: int, B: int, T: int, repeats: int, rng: np.random.Generator, env: list[str] | None = None
+    cell: str, H: int, B: int, T: int, repeats: int, env: list[str] | None = None
 ) -> dict[str, float]:
     """Seconds per step for each value of ``env`` = [VAR, A, B, ...] (without: {"": seconds})."""
-    G = GATES[cell]
-    x = rng.standard_normal((2 * T, B, 1), dtype=np.float32)
-    h0 = rng.standard_normal((B, H), dtype=np.float32)
-    c0 = rng.standard_normal((B, H), dtype=np.float32)
-    w = [rng.uniform(-0.06, 0.06, s).astype(np.float32) for s in [(G * H, 1), (G * H, H), (G * H,), (G * H,)]]
-    if cell == "lstm":
-        def forward(steps: int) -> object:
-            return F.lstm_forward(x[:steps], h0, c0, *w, need_tape=False)
-    elif cell == "gru":
-        def forward(steps: int) -> object:
-            return F.gru_forward(x[:steps], h0, *w, need_tape=False)
-    else:
-        def forward(steps: int) -> object:
-            return F.rnn_forward(x[:steps], h0, *w, nonlinearity="tanh", need_tape=False)
+    a = bench._arrays(bench.Config(cell, 2 * T, B, 1, H), np.float32)
+    forwards = {steps: bench._runner(functional, bench.Config(cell, steps, B, 1, H), {**a, "x": a["x"][:steps]})[0]
+                for steps in (T, 2 * T)}  # fmt: skip
 
     var, values = (env[0], env[1:]) if env else ("", [""])
 
@@ -51,7 +37,7 @@ def seconds_per_step(
         def run() -> object:
             if var:
                 os.environ[var] = value
-            return forward(steps)
+            return forwards[steps]()
 
         return run
 
@@ -66,7 +52,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--env", nargs="+", metavar="VAR VALUE", help="an experiment build's variable and values")
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
     threads = fr.get_num_threads()
     fr.set_num_threads(1)
     core_peak = max(_C.fma_peak_gflops() for _ in range(5))  # interference only lowers a reading
@@ -76,8 +61,8 @@ def main() -> None:
     for spec in args.configs:
         cell, H, B, T = spec.split(",")
         H, B, T = int(H), int(B), int(T)
-        for value, dt in seconds_per_step(cell, H, B, T, args.repeats, rng, args.env).items():
-            gflops = 2 * B * GATES[cell] * H * H / dt / 1e9
+        for value, dt in seconds_per_step(cell, H, B, T, args.repeats, args.env).items():
+            gflops = 2 * B * bench.GATES[cell] * H * H / dt / 1e9
             variant = f" {args.env[0]}={value}" if args.env else ""
             print(f"{cell} H={H} B={B}{variant}: {dt * 1e6:.1f} us/step, {gflops:.1f} GFLOP/s, "
                   f"{100 * gflops / peak:.0f}% of the peak")
