@@ -525,16 +525,17 @@ inline void block_product(const S* block, const S* v, index_t K, const S* bias, 
 // step, where prefetching gained 10-20% (LSTM H = 1536, B = 4, third session, 1 KB ahead); one
 // that fits in cache loses as much to the extra instruction (LSTM H = 128, B = 1). 256 bytes
 // rather than 1 KB (perf-notes, tenth session): AVX-512 forwards streaming R 3-17% faster (LSTM
-// H = 1024-1536, B = 1-16), even where R is in the L2 (B >= 8) and on AVX2.
+// H = 1024-1536, B = 1-16), even where R is in the L2 (B >= 8) and on AVX2. On this Zen 4 no
+// prefetch at all streams R as fast (0.98-1.01); the 1 KB gain above is from an AVX2-only VM.
 constexpr int kPrefetchAhead = 256;
 template <class S>
 bool streams_from_memory(index_t r_packed_size) {
   return static_cast<std::size_t>(r_packed_size) * sizeof(S) > (std::size_t{4} << 20);
 }
 
-// The forward's step asks for R ahead from this many sequences up even when R fits in the L2:
-// each group's pointwise work (W x, c, the stores of h, y and c) pushes R's lines out of L1
-// between one group's products and the next, and the hardware prefetcher brings them back late.
+// The forward's step asks for R ahead from this many sequences up even when R fits in the L2, on
+// the guess that each group's pointwise work (W x, c, the stores of h, y and c) pushes R's lines
+// out of L1 between one group's products and the next (not confirmed: the VM has no counters).
 // In-process A/B (perf-notes, tenth session; 1 KB ahead): LSTM H=256-512 B=16-64 forwards 2-5%
 // faster in one hour and 4-6% slower in another; 256 bytes ahead, even or faster. At B = 2 6-7%
 // slower, at B = 4 0-7%. The backward's walk gains nothing.
