@@ -4,7 +4,8 @@
 each of them at every iteration; that halved the B = 2 LSTM forward until 2026-11-23 and no test
 can see it, since the results are right. This disassembles the built extension (``objdump``) and
 lists, per function, the innermost loops (a backward jump with no other backward jump inside)
-that hold both FMAs and ``ymm``/``zmm`` loads or stores addressed off ``%rsp``. The cell's
+that hold both vector FMAs and ``ymm``/``zmm`` loads or stores addressed off the stack (``%rsp``,
+or ``%rbp`` where a function realigns its frame for 64-byte vectors). The cell's
 pointwise loops spill legitimately (many live vectors); a block product should never appear.
 
 2. Scalar divisions (``vdivss``/``vdivsd``) in the functions the cells' math is inlined into:
@@ -32,12 +33,16 @@ INSTRUCTION = re.compile(r"^\s+(?P<addr>[0-9a-f]+):\s+(?P<text>.*)$")
 JUMP = re.compile(r"^j\w+\s+(?P<target>[0-9a-f]+)\b")
 CELL_MATH = re.compile(r"::(forward_step|backward_block|backward_walk\w*)<")  # where the cells' math is inlined
 SCALAR_DIVISION = re.compile(r"^vdivs[sd]\b")
+PACKED_FMA = re.compile(r"^vf(?:n?m(?:add|sub)|maddsub|msubadd)\d+p[sd]\b")
 # A ymm/zmm operand off the stack, or a whole-xmm vector move to or from it (GCC 12 built AVX-512
 # broadcasts from four 16-byte stores and a 64-byte reload: the FMAs' stack reads alone were fewer
-# than the FMAs, so counting only ymm/zmm missed it).
-STACK_VECTOR = re.compile(r"[yz]mm\d+.*\(%rsp\)|\(%rsp\).*[yz]mm\d+"
-                          r"|^vmov(?:aps|ups|apd|upd|dq[au]\d*)\s.*%xmm\d+.*\(%rsp\)"
-                          r"|^vmov(?:aps|ups|apd|upd|dq[au]\d*)\s.*\(%rsp\).*%xmm\d+")
+# than the FMAs, so counting only ymm/zmm missed it). The stack is addressed off %rsp, or off %rbp
+# in a function that realigns its frame for 64-byte vectors (an experiment build's Elman product
+# kept its accumulators there, 3x slower, and an %rsp-only check saw nothing).
+STACK = r"\(%r[sb]p\)"
+STACK_VECTOR = re.compile(rf"[yz]mm\d+.*{STACK}|{STACK}.*[yz]mm\d+"
+                          rf"|^vmov(?:aps|ups|apd|upd|dq[au]\d*)\s.*%xmm\d+.*{STACK}"
+                          rf"|^vmov(?:aps|ups|apd|upd|dq[au]\d*)\s.*{STACK}.*%xmm\d+")
 
 
 def functions(disassembly: str) -> dict[str, list[tuple[int, str]]]:
@@ -92,17 +97,19 @@ def main() -> None:
     found = 0
     for name, code in isa_functions.items():
         for body in innermost_loops(code):
-            fmas = sum("vfmadd" in t or "vfnmadd" in t for t in body)
+            # Vector FMAs only (ps/pd): a scalar one is not a product's (a function's set-up code
+            # jumping back from a cold block once read as a loop with two scalar FMAs).
+            fmas = sum(bool(PACKED_FMA.match(t)) for t in body)
             stack = sum(bool(STACK_VECTOR.search(t)) for t in body)
             if fmas >= 2 and stack > 0 and (args.all or stack >= fmas):
                 found += 1
-                print(f"spill: {len(body):5d} instructions, {fmas:3d} FMAs, {stack:3d} stack moves: {name[:160]}")
+                print(f"spill: {len(body):5d} instructions, {fmas:3d} FMAs, {stack:3d} stack moves: {name}")
         if not CELL_MATH.search(name):
             continue
         divisions = sum(bool(SCALAR_DIVISION.match(text)) for _, text in code)
         if divisions:
             found += 1
-            print(f"scalar: {divisions} scalar divisions: {name[:160]}")
+            print(f"scalar: {divisions} scalar divisions: {name}")
     print(f"{found} finding(s)", file=sys.stderr)
 
 
