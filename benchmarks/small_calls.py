@@ -9,6 +9,9 @@ Usage (figures in ``docs/perf-notes.md``, seventh session):
   after the process takes two other 1 MB allocations;
 - ``python benchmarks/small_calls.py packed-threads [seconds]``: forwards through packed weights,
   1 and 2 threads alternating call by call (the eighth session's threshold, `kTeamMinFlops`);
+- ``python benchmarks/small_calls.py one-step CELL H [seconds]``: plain T=1 B=1 forward and
+  forward + backward, called back to back (the loop profiled for one-step training calls in
+  ``docs/perf-notes.md``, eleventh session);
 - ``python benchmarks/small_calls.py after-pause``: each of the first 40 plain LSTM T=1 H=512
   forwards after a 0.5 s pause, three times (why `bench` takes a minimum time per median).
 
@@ -106,7 +109,17 @@ def after_pause() -> None:
         print(f"{cfg} forward after a 0.5 s pause, ms: " + " ".join(f"{t:.2f}" for t in times))
 
 
+def one_step(cell: str, H: str, seconds: str = "3") -> None:
+    cfg = bench.Config(cell, 1, 1, int(H), int(H))
+    fwd, both = bench._runner(functional, cfg, bench._arrays(cfg, np.float32))
+    for name, fn in (("forward", fwd), ("forward + backward", both)):
+        print(f"{cfg} {name}: median {median_us(fn, float(seconds)):.0f} us")
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "one-step":
+        one_step(*sys.argv[2:])
+        sys.exit()
     modes: dict[str, Callable[..., None]] = {
         "threads": threads, "allocator": allocator, "packed-threads": packed_threads, "after-pause": after_pause}
     modes[sys.argv[1]](*map(float, sys.argv[2:]))
