@@ -5,6 +5,11 @@
 //   kernel     forward_step itself
 //   pipelined  each group's pointwise work run during the next group's products (the kernels'
 //              form of it: benchmarks/patches/pipeline.patch)
+//   split_blk  per block, the products of all its rows first, then its pointwise work row by row
+//   split_all  the products of all this thread's blocks first, then all the pointwise work
+//   split_rows the same with the pointwise work row by row over all blocks (each row's W x + b,
+//              c, h, y as runs of the thread's units); 4 or 8 rows' prefetch distance instead of
+//              one (split_step's Ahead) read no better than split_all
 //   lab        a copy of forward_step (checked to compute the same y)
 //   products   the products alone (no row loop: nothing loaded, computed or stored after them)
 //   +math, +loads, +stores   the products and one part of the row loop (the cell's math; the loads
@@ -213,6 +218,72 @@ __attribute__((noinline)) void pipelined_step(const Sizes& n, bool descending, l
   for (int r = 0; r < pend.rows; ++r) row_math(pend, r);
 }
 
+// The step in two phases: the products of all groups first, into a buffer of R h + b_r for every
+// row of a block (PerBlock) or of all this thread's blocks, then one pass of pointwise work over
+// them, row after row: the pointwise work as one long loop of independent rows rather than bursts
+// between products.
+template <bool PerBlock, int Ahead = 1, bool RowsOuter = false>
+__attribute__((noinline)) void split_step(const Sizes& n, bool descending, long blk0, long blk1,
+                                          const float* r_packed, const float* b_packed, const float* h,
+                                          const float* c, float* gates_t, float* h_next, float* c_next, float* y_t) {
+  using Cell = LstmCell;
+  using S = float;
+  constexpr int G = 4, U = kUnits<S>, GG = kGateGroup<G>, MaxRows = kMaxRows<GG>;
+  const index_t B = n.B, H = n.H, P = n.P, GH = G * H;
+  const int split = k_split<GG>(B);
+  const index_t blocks = PerBlock ? 1 : blk1 - blk0;
+  thread_local std::vector<S> hp_buf;
+  hp_buf.resize(blocks * B * G * U);
+  auto pointwise = [&](index_t blk, const S* hp_block, index_t row_lo, index_t row_hi) FUSEDRNN_INLINE_LAMBDA {
+    const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
+    for (index_t row = row_lo; row < row_hi; ++row) {
+      const S* hp = hp_block + row * G * U;
+      if (row + Ahead < B) {
+        for (int g = 0; g < G; ++g) __builtin_prefetch(gates_t + (row + Ahead) * GH + g * H + j0, 0, 3);
+        __builtin_prefetch(c + (row + Ahead) * H + j0, 0, 3);
+      }
+      S xp[G][U], c_old[U], h_new[U], c_new[U], aux[U];
+      S* gb = gates_t + row * GH + j0;
+      for (int g = 0; g < G; ++g) load_lanes(gb + g * H, units, xp[g]);
+      load_lanes(c + row * H + j0, units, c_old);
+      for (int u = 0; u < U; ++u) {
+        S xu[G], hu[G], au[G];
+        for (int g = 0; g < G; ++g) xu[g] = xp[g][u], hu[g] = hp[g * U + u];
+        c_new[u] = aux[u] = S(0);
+        Cell::forward(xu, hu, S(0), c_old[u], au, aux[u], h_new[u], c_new[u]);
+      }
+      copy_lanes(h_new, units, h_next + row * P + j0);
+      copy_lanes(c_new, units, c_next + row * H + j0);
+      copy_lanes(h_new, units, y_t + row * P + j0);
+    }
+  };
+  for (index_t i = 0; i < blk1 - blk0; ++i) {
+    const index_t blk = descending ? blk1 - 1 - i : blk0 + i;
+    const S* rp = r_packed + blk * P * G * U;
+    S* hp_block = hp_buf.data() + (PerBlock ? 0 : i) * B * G * U;
+    for (index_t b0 = 0; b0 < B; b0 += MaxRows) {
+      const int rows = static_cast<int>(std::min<index_t>(MaxRows, B - b0));
+      const S* h_rows[MaxRows];
+      for (int r = 0; r < rows; ++r) h_rows[r] = h + (b0 + r) * P;
+      for (int q = 0; q < G / GG; ++q)
+        block_product_rows<GG, true>(rows, split, rp + q * P * GG * U, h_rows, P, b_packed + (blk * G + q * GG) * U,
+                                     hp_block + b0 * G * U + q * GG * U, G * U);
+    }
+    if (PerBlock) pointwise(blk, hp_block, 0, B);
+  }
+  if (!PerBlock) {
+    if (RowsOuter) {
+      for (index_t row = 0; row < B; ++row)
+        for (index_t i = 0; i < blk1 - blk0; ++i) pointwise(blk0 + i, hp_buf.data() + i * B * G * U, row, row + 1);
+    } else {
+      for (index_t i = 0; i < blk1 - blk0; ++i) {
+        const index_t blk = descending ? blk1 - 1 - i : blk0 + i;
+        pointwise(blk, hp_buf.data() + i * B * G * U, 0, B);
+      }
+    }
+  }
+}
+
 using StepFn = void (*)(const Sizes&, bool, long, long, const float*, const float*, const float*, const float*, float*,
                         float*, float*, float*);
 
@@ -261,6 +332,9 @@ int main(int argc, char** argv) {
   const std::vector<Variant> variants = {
       {"kernel", kernel_step},
       {"pipelined", pipelined_step},
+      {"split_blk", split_step<true>},
+      {"split_all", split_step<false>},
+      {"split_rows", split_step<false, 1, true>},
       {"lab", lab_step<kAll>},
       {"products", lab_step<0>},
       {"+math", lab_step<kMath>},
@@ -323,7 +397,7 @@ int main(int argc, char** argv) {
   {
     run(variants[0]);
     const std::vector<float> y_kernel(y, y + T * B * H);
-    for (const char* name : {"lab", "nt_y", "pipelined"}) {
+    for (const char* name : {"lab", "nt_y", "pipelined", "split_blk", "split_all"}) {
       run(*std::find_if(variants.begin(), variants.end(), [&](const Variant& v) { return std::strcmp(v.name, name) == 0; }));
       if (!std::equal(y_kernel.begin(), y_kernel.end(), y))
         return std::fprintf(stderr, "%s differs from the kernel's forward_step\n", name), 1;
