@@ -319,9 +319,16 @@ int main(int argc, char** argv) {
   float* r_packed = aligned(blocks * H * G * U);
   float* b_packed = aligned(blocks * G * U);
   pack_rows(w.data(), bias.data(), G, kGateGroup<G>, H, H, 0, blocks, r_packed, b_packed);
-  float* gates = aligned(T * B * GH);
-  float* y = aligned(T * B * H);
-  float* state = aligned((5 + nt) * B * H);
+  // SEPARATE=1: each thread its own W x + b, y and state (h then never crosses cores either): what
+  // sharing these buffers between the threads costs, with every line still written by one thread.
+  const bool separate = std::getenv("SEPARATE") && std::atoi(std::getenv("SEPARATE")) == 1;
+  std::vector<float*> gates_of(nt), y_of(nt), state_of(nt);
+  for (int t = 0; t < nt; ++t) {
+    gates_of[t] = t == 0 || separate ? aligned(T * B * GH) : gates_of[0];
+    y_of[t] = t == 0 || separate ? aligned(T * B * H) : y_of[0];
+    state_of[t] = t == 0 || separate ? aligned((5 + nt) * B * H) : state_of[0];
+  }
+  float* const y = y_of[0];
   std::vector<float> gates0(T * B * GH);
   for (auto& v : gates0) v = 4 * dist(rng);
 
@@ -364,8 +371,10 @@ int main(int argc, char** argv) {
   const bool private_h = std::getenv("PRIVATE_H") && std::atoi(std::getenv("PRIVATE_H")) == 1;
   // One forward's steps: the gates rewritten first (as the input GEMM writes them), then T steps.
   auto run = [&](const Variant& v) {
-    std::copy(gates0.begin(), gates0.end(), gates);
-    for (index_t i = 0; i < (5 + nt) * B * H; ++i) state[i] = 0.1f * std::sin(0.37f * i);
+    for (int t = 0; t < (separate ? nt : 1); ++t) {
+      std::copy(gates0.begin(), gates0.end(), gates_of[t]);
+      for (index_t i = 0; i < (5 + nt) * B * H; ++i) state_of[t][i] = 0.1f * std::sin(0.37f * i);
+    }
     std::vector<std::thread> team;
     std::atomic<int> ready{0};
     std::chrono::steady_clock::time_point start;
@@ -376,6 +385,9 @@ int main(int argc, char** argv) {
         ready.fetch_add(1);
         while (ready.load() < nt) _mm_pause();
         if (t == 0) start = std::chrono::steady_clock::now();
+        float* const state = state_of[t];
+        float* const gates = gates_of[t];
+        float* const y = y_of[t];
         for (index_t s = 0; s < T; ++s) {
           const float* h = state + (s % 2) * B * H;
           float* h_next = state + ((s + 1) % 2) * B * H;
