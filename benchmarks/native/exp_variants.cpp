@@ -18,36 +18,33 @@
 #include <pmmintrin.h>
 using namespace fusedrnn;
 constexpr int U = 16, G = 4;
-// exp with v clamped to +-87.3 by float compares: k = round(v / ln 2) then stays in normal range
-template <int Deg>
-inline __attribute__((always_inline)) float exp_b(float v) {
+// exp's reduction v = k ln 2 + r with v clamped to +-87.3 by float compares (a compare with NaN is
+// false, so NaN stays): k = round(v / ln 2) then stays in the normal range and needs no clamp.
+inline __attribute__((always_inline)) void reduce_b(float v, float& r, float& scale) {
   using E = ExpTraits<float>;
   const float vmax = 87.3f;
   v = v > vmax ? vmax : v;
   v = v < -vmax ? -vmax : v;
   const float t = v * 1.4426950408889634f + E::shifter;
   const float k = t - E::shifter;
-  const float r = (v - k * 0.693145751953125f) - k * 1.4286068203094173e-06f;
-  int32_t tb, sb; const float sh = E::shifter;
-  std::memcpy(&tb, &t, 4); std::memcpy(&sb, &sh, 4);
+  r = (v - k * 0.693145751953125f) - k * 1.4286068203094173e-06f;
+  int32_t tb, sb;
+  const float sh = E::shifter;
+  std::memcpy(&tb, &t, 4);
+  std::memcpy(&sb, &sh, 4);
   const int32_t sbits = (tb - sb + 127) << 23;
-  float scale; std::memcpy(&scale, &sbits, 4);
+  std::memcpy(&scale, &sbits, 4);
+}
+template <int Deg>
+inline __attribute__((always_inline)) float exp_b(float v) {
+  float r, scale;
+  reduce_b(v, r, scale);
   return taylor_exp<float, 1, Deg>(r) * scale;
 }
 template <int Deg>
-inline __attribute__((always_inline)) float tanh_b(float v) {
-  using E = ExpTraits<float>;
-  const float vmax = 87.3f;
-  v = v * 2.0f;
-  v = v > vmax ? vmax : v;
-  v = v < -vmax ? -vmax : v;
-  const float t = v * 1.4426950408889634f + E::shifter;
-  const float k = t - E::shifter;
-  const float r = (v - k * 0.693145751953125f) - k * 1.4286068203094173e-06f;
-  int32_t tb, sb; const float sh = E::shifter;
-  std::memcpy(&tb, &t, 4); std::memcpy(&sb, &sh, 4);
-  const int32_t sbits = (tb - sb + 127) << 23;
-  float scale; std::memcpy(&scale, &sbits, 4);
+inline __attribute__((always_inline)) float tanh_b(float v) {  // as cells.h's tanh_
+  float r, scale;
+  reduce_b(2.0f * v, r, scale);
   const float m = scale * (r * taylor_exp<float, 2, Deg + 1>(r)) + (scale - 1.0f);
   return m / (m + 2.0f);
 }

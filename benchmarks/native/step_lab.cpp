@@ -122,6 +122,33 @@ __attribute__((noinline)) void lab_step(const Sizes& n, bool descending, long bl
   }
 }
 
+// One row's pointwise work for the block of units [j0, j0 + units), from its products hp (R h + b_r,
+// G x 16): W x + b and c loaded, the LSTM cell, h, c and y stored; row `next`'s W x + b and c
+// prefetched into L1 when next >= 0.
+FUSEDRNN_INLINE void lstm_row(const Sizes& n, index_t row, index_t next, index_t j0, index_t units, const float* hp,
+                              const float* c, float* gates_t, float* h_next, float* c_next, float* y_t) {
+  using S = float;
+  constexpr int G = 4, U = kUnits<S>;
+  const index_t H = n.H, P = n.P, GH = G * H;
+  if (next >= 0) {
+    for (int g = 0; g < G; ++g) __builtin_prefetch(gates_t + next * GH + g * H + j0, 0, 3);
+    __builtin_prefetch(c + next * H + j0, 0, 3);
+  }
+  S xp[G][U], c_old[U], h_new[U], c_new[U], aux[U];
+  S* gb = gates_t + row * GH + j0;
+  for (int g = 0; g < G; ++g) load_lanes(gb + g * H, units, xp[g]);
+  load_lanes(c + row * H + j0, units, c_old);
+  for (int u = 0; u < U; ++u) {
+    S xu[G], hu[G], au[G];
+    for (int g = 0; g < G; ++g) xu[g] = xp[g][u], hu[g] = hp[g * U + u];
+    c_new[u] = aux[u] = S(0);
+    LstmCell::forward(xu, hu, S(0), c_old[u], au, aux[u], h_new[u], c_new[u]);
+  }
+  copy_lanes(h_new, units, h_next + row * P + j0);
+  copy_lanes(c_new, units, c_next + row * H + j0);
+  copy_lanes(h_new, units, y_t + row * P + j0);
+}
+
 // block_product_rows (no k split) with calls of between(i), i < calls, spread over its k loop:
 // K cut into calls + 1 chunks, between(i) after chunk i. The accumulators stay live across them.
 template <int GG, int Rows, class S, class Between>
@@ -157,7 +184,6 @@ __attribute__((noinline)) void pipelined_step(const Sizes& n, bool descending, l
                                               const float* r_packed, const float* b_packed, const float* h,
                                               const float* c, float* gates_t, float* h_next, float* c_next,
                                               float* y_t) {
-  using Cell = LstmCell;
   using S = float;
   constexpr int G = 4, U = kUnits<S>, GG = kGateGroup<G>, MaxRows = kMaxRows<GG>;
   const index_t B = n.B, H = n.H, P = n.P, GH = G * H;
@@ -167,25 +193,8 @@ __attribute__((noinline)) void pipelined_step(const Sizes& n, bool descending, l
     int rows = 0, buf = 0;
   } pend;
   auto row_math = [&](const Pending& pd, int r) FUSEDRNN_INLINE_LAMBDA {
-    const index_t row = pd.b0 + r, j0 = pd.j0, units = pd.units;
-    const S* hp = hp_buf[pd.buf][r];
-    if (r + 1 < pd.rows) {
-      for (int g = 0; g < G; ++g) __builtin_prefetch(gates_t + (row + 1) * GH + g * H + j0, 0, 3);
-      __builtin_prefetch(c + (row + 1) * H + j0, 0, 3);
-    }
-    S xp[G][U], c_old[U], h_new[U], c_new[U], aux[U];
-    S* gb = gates_t + row * GH + j0;
-    for (int g = 0; g < G; ++g) load_lanes(gb + g * H, units, xp[g]);
-    load_lanes(c + row * H + j0, units, c_old);
-    for (int u = 0; u < U; ++u) {
-      S xu[G], hu[G], au[G];
-      for (int g = 0; g < G; ++g) xu[g] = xp[g][u], hu[g] = hp[g * U + u];
-      c_new[u] = aux[u] = S(0);
-      Cell::forward(xu, hu, S(0), c_old[u], au, aux[u], h_new[u], c_new[u]);
-    }
-    copy_lanes(h_new, units, h_next + row * P + j0);
-    copy_lanes(c_new, units, c_next + row * H + j0);
-    copy_lanes(h_new, units, y_t + row * P + j0);
+    lstm_row(n, pd.b0 + r, r + 1 < pd.rows ? pd.b0 + r + 1 : -1, pd.j0, pd.units, hp_buf[pd.buf][r], c, gates_t,
+             h_next, c_next, y_t);
   };
   int buf = 0;
   for (index_t i = 0; i < blk1 - blk0; ++i) {
@@ -226,36 +235,18 @@ template <bool PerBlock, int Ahead = 1, bool RowsOuter = false>
 __attribute__((noinline)) void split_step(const Sizes& n, bool descending, long blk0, long blk1,
                                           const float* r_packed, const float* b_packed, const float* h,
                                           const float* c, float* gates_t, float* h_next, float* c_next, float* y_t) {
-  using Cell = LstmCell;
   using S = float;
   constexpr int G = 4, U = kUnits<S>, GG = kGateGroup<G>, MaxRows = kMaxRows<GG>;
-  const index_t B = n.B, H = n.H, P = n.P, GH = G * H;
+  const index_t B = n.B, H = n.H, P = n.P;
   const int split = k_split<GG>(B);
   const index_t blocks = PerBlock ? 1 : blk1 - blk0;
   thread_local std::vector<S> hp_buf;
   hp_buf.resize(blocks * B * G * U);
   auto pointwise = [&](index_t blk, const S* hp_block, index_t row_lo, index_t row_hi) FUSEDRNN_INLINE_LAMBDA {
     const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
-    for (index_t row = row_lo; row < row_hi; ++row) {
-      const S* hp = hp_block + row * G * U;
-      if (row + Ahead < B) {
-        for (int g = 0; g < G; ++g) __builtin_prefetch(gates_t + (row + Ahead) * GH + g * H + j0, 0, 3);
-        __builtin_prefetch(c + (row + Ahead) * H + j0, 0, 3);
-      }
-      S xp[G][U], c_old[U], h_new[U], c_new[U], aux[U];
-      S* gb = gates_t + row * GH + j0;
-      for (int g = 0; g < G; ++g) load_lanes(gb + g * H, units, xp[g]);
-      load_lanes(c + row * H + j0, units, c_old);
-      for (int u = 0; u < U; ++u) {
-        S xu[G], hu[G], au[G];
-        for (int g = 0; g < G; ++g) xu[g] = xp[g][u], hu[g] = hp[g * U + u];
-        c_new[u] = aux[u] = S(0);
-        Cell::forward(xu, hu, S(0), c_old[u], au, aux[u], h_new[u], c_new[u]);
-      }
-      copy_lanes(h_new, units, h_next + row * P + j0);
-      copy_lanes(c_new, units, c_next + row * H + j0);
-      copy_lanes(h_new, units, y_t + row * P + j0);
-    }
+    for (index_t row = row_lo; row < row_hi; ++row)
+      lstm_row(n, row, row + Ahead < B ? row + Ahead : -1, j0, units, hp_block + row * G * U, c, gates_t, h_next,
+               c_next, y_t);
   };
   for (index_t i = 0; i < blk1 - blk0; ++i) {
     const index_t blk = descending ? blk1 - 1 - i : blk0 + i;
