@@ -5,6 +5,7 @@
 //   g++ -O3 -mavx2 -mfma benchmarks/native/b1_product.cpp -o /tmp/b1_product
 //   g++ -O3 -mavx512f -mfma benchmarks/native/b1_product.cpp -o /tmp/b1_product512
 //   /tmp/b1_product KB   (LSTM H=128, one rank's slice: /tmp/b1_product 128; H=256: 512)
+// PREFETCH=1 in the environment alternates software prefetch distances of 0-2048 bytes.
 #include <immintrin.h>
 #include <chrono>
 #include <cstdio>
@@ -29,12 +30,17 @@ inline void store(float* p, V v) { _mm256_storeu_ps(p, v); }
 #endif
 constexpr long kBlock = 2 * W;  // floats per k of a block
 
+// Ahead: bytes ahead of the loads that each 64-byte line of R is prefetched into L1 (0: none).
+template <int Ahead>
 __attribute__((noinline)) void product(const float* r, const float* h, long blocks, long K, float* out) {
   for (long b = 0; b < blocks; ++b) {
     const float* blk = r + b * K * kBlock;
     V a0 = zero(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     for (long k = 0; k < K; k += 4) {
       const float* p = blk + k * kBlock;
+      if constexpr (Ahead > 0)
+        for (long line = 0; line < 4 * kBlock * 4; line += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(p) + Ahead + line, _MM_HINT_T0);
       V x = bcast(h + k);
       a0 = fma(load(p), x, a0), a1 = fma(load(p + W), x, a1);
       x = bcast(h + k + 1);
@@ -57,12 +63,18 @@ int main(int argc, char** argv) {
   static float h[K], out[1 << 18];
   for (long i = 0; i < K; ++i) h[i] = 0.5f;
   const long reps = (1L << 31) / (n * 4);
-  for (int t = 0; t < 3; ++t) {
-    const auto start = std::chrono::steady_clock::now();
-    for (long i = 0; i < reps; ++i) product(r, h, blocks, K, out + (i % 2) * blocks * kBlock);  // a side effect
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("%ld-byte vectors, R %ld KB: %.1f GB/s, %.1f GFLOP/s\n", W * 4, n * 4 / 1024,
-                reps * n * 4 / s / 1e9, reps * n * 2.0 / s / 1e9);
-  }
+  // Prefetch distances alternate in rounds (PREFETCH=1 in the environment; otherwise none only).
+  const bool sweep = std::getenv("PREFETCH") && std::atoi(std::getenv("PREFETCH")) == 1;
+  using Product = void (*)(const float*, const float*, long, long, float*);
+  const Product variants[] = {product<0>, product<128>, product<256>, product<512>, product<1024>, product<2048>};
+  const int ahead[] = {0, 128, 256, 512, 1024, 2048};
+  for (int t = 0; t < 3; ++t)
+    for (int v = 0; v < (sweep ? 6 : 1); ++v) {
+      const auto start = std::chrono::steady_clock::now();
+      for (long i = 0; i < reps; ++i) variants[v](r, h, blocks, K, out + (i % 2) * blocks * kBlock);  // a side effect
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::printf("%ld-byte vectors, R %ld KB, prefetch %d bytes ahead: %.1f GB/s, %.1f GFLOP/s\n", W * 4,
+                  n * 4 / 1024, ahead[v], reps * n * 4 / s / 1e9, reps * n * 2.0 / s / 1e9);
+    }
   return out[3] > 1e30f;
 }
