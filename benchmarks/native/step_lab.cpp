@@ -313,11 +313,14 @@ int main(int argc, char** argv) {
   // SEPARATE=1: each thread its own W x + b, y and state (h then never crosses cores either): what
   // sharing these buffers between the threads costs, with every line still written by one thread.
   const bool separate = std::getenv("SEPARATE") && std::atoi(std::getenv("SEPARATE")) == 1;
+  // MISALIGN=F: the state starts F floats past a 64-byte boundary (forward_impl's std::vector is only
+  // 16-byte aligned: F = 4 is what it may get).
+  const index_t misalign = std::getenv("MISALIGN") ? std::atol(std::getenv("MISALIGN")) : 0;
   std::vector<float*> gates_of(nt), y_of(nt), state_of(nt);
   for (int t = 0; t < nt; ++t) {
     gates_of[t] = t == 0 || separate ? aligned(T * B * GH) : gates_of[0];
     y_of[t] = t == 0 || separate ? aligned(T * B * H) : y_of[0];
-    state_of[t] = t == 0 || separate ? aligned((5 + nt) * B * H) : state_of[0];
+    state_of[t] = t == 0 || separate ? aligned((5 + nt) * B * H + 16) + misalign : state_of[0];
   }
   float* const y = y_of[0];
   std::vector<float> gates0(T * B * GH);
