@@ -17,8 +17,9 @@
 //   -math, -loads, -stores   the whole step without that part
 //   nt_y       y stored with non-temporal stores (no read for ownership, not kept in cache)
 // Variants alternate in rounds; medians and 10th percentiles of the time for T steps, and GFLOP/s
-// of the recurrent product (2 B H G H per step). GATES_HOT=1 and PRIVATE_H=1 (below) change what
-// every variant reads.
+// of the recurrent product (2 B H G H per step). GATES_HOT=1, PRIVATE_H=1, SEPARATE=1 and
+// MISALIGN=F in the environment (described where main reads them) change what every variant reads
+// and writes.
 //   g++ -O3 -std=c++17 -fno-math-errno -fno-trapping-math -ffp-contract=fast -mavx512f -mavx512bw \
 //       -mavx512dq -mavx512vl -mfma -mprefer-vector-width=512 -pthread -Icsrc/include -Icsrc/cpu \
 //       benchmarks/native/step_lab.cpp csrc/cpu/threads.cpp -o /tmp/step_lab
