@@ -117,9 +117,7 @@ def one_step(cell: str, H: str, seconds: str = "3") -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "one-step":
-        one_step(*sys.argv[2:])
-        sys.exit()
     modes: dict[str, Callable[..., None]] = {
-        "threads": threads, "allocator": allocator, "packed-threads": packed_threads, "after-pause": after_pause}
-    modes[sys.argv[1]](*map(float, sys.argv[2:]))
+        "threads": threads, "allocator": allocator, "after-pause": after_pause, "one-step": one_step,
+        "packed-threads": lambda seconds="5": packed_threads(float(seconds))}  # fmt: skip
+    modes[sys.argv[1]](*sys.argv[2:])

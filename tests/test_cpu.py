@@ -139,6 +139,7 @@ GRID: dict[str, tuple[int, int, int, int, Any, bool]] = {
     "H64": (17, 3, 33, 64, None, True),
     "I_eq_H": (17, 4, 7, 7, [17, 1, 17, 4], False),
     "T70": (70, 2, 70, 7, [1, 70], True),
+    # B >= 8 (kPrefetchRFromBatch): the forward's step prefetches R although it is in cache.
     "B70": (3, 70, 20, 64, "random", False),
     "I70_H70": (5, 9, 70, 70, None, True),
     # R over 4 MB for every cell: the step products prefetch it as a stream from memory.
