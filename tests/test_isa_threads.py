@@ -42,6 +42,11 @@ KINDS = (*CELLS, "lstm_proj")
 # A problem big enough for the whole team (above kTeamMinFlops, 2.5 MFLOP, for every cell: ~5-22
 # MFLOP forward).
 BIG = (40, 8, 50, 70)
+# Steps large enough that the ranks share them (share_rows in kernels_impl.h: a block's product
+# over all B rows at least 250 KFLOP): tasks of one block and a chunk of rows, taken by whichever
+# rank is free, with B not a whole number of chunks. Every forward in float32 and every fused
+# backward walk is shared at this size.
+SHARED = (5, 70, 17, 129)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,11 +199,11 @@ def assert_identical(actual: dict[str, Any], expected: dict[str, Any], what: str
         assert np.array_equal(actual[k], e), f"{what}{k}: not bitwise identical"
 
 
-def threaded_problems(rng: np.random.Generator) -> list[Problem]:
+def threaded_problems(rng: np.random.Generator, size: tuple[int, int, int, int] = BIG) -> list[Problem]:
     """One threaded-size problem per kind, alternating direction, with lengths."""
     out = []
     for i, kind in enumerate(KINDS):
-        p = new_problem(rng, kind, *BIG, reverse=i % 2 == 1, lengths=random_lengths(rng, BIG[0], BIG[1]))
+        p = new_problem(rng, kind, *size, reverse=i % 2 == 1, lengths=random_lengths(rng, size[0], size[1]))
         assert forward_flops(p) > 3e6, kind  # above kTeamMinFlops (2.5 MFLOP)
         out.append(p)
     return out
@@ -277,7 +282,7 @@ def test_unsupported_isa_fails_import(isa: str) -> None:
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_thread_counts_bitwise_identical(dtype: Any, rng: np.random.Generator, restore_threads: int) -> None:
-    problems = threaded_problems(rng)
+    problems = threaded_problems(rng) + threaded_problems(rng, SHARED)
     # Also a wide H and a B that does not split evenly, threaded too.
     problems += [new_problem(rng, kind, 30, 3, 17, 129, reverse=True, lengths=[30, 1, 17]) for kind in KINDS]
     assert all(forward_flops(p) > 2e6 for p in problems)
@@ -297,7 +302,7 @@ def test_thread_counts_bitwise_identical(dtype: Any, rng: np.random.Generator, r
 def test_threaded_sizes_match_reference(rng: np.random.Generator, restore_threads: int) -> None:
     """With 3 threads (uneven split of the blocks), in the default ISA."""
     fusedrnn.set_num_threads(3)
-    for p in threaded_problems(rng):
+    for p in threaded_problems(rng) + threaded_problems(rng, SHARED):
         for dtype in DTYPES:
             check_against_reference(p, dtype, f"{p.cell} {np.dtype(dtype).name}: ")
 

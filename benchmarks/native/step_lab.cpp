@@ -281,8 +281,8 @@ using StepFn = void (*)(const Sizes&, bool, long, long, const float*, const floa
 
 void kernel_step(const Sizes& n, bool descending, long blk0, long blk1, const float* r_packed, const float* b_packed,
                  const float* h, const float* c, float* gates_t, float* h_next, float* c_next, float* y_t) {
-  forward_step<LstmCell, false, true, float>(n, 0, descending, false, blk0, blk1, r_packed, b_packed, h, c, gates_t,
-                                             h_next, c_next, y_t, nullptr, nullptr);
+  forward_step<LstmCell, false, true, float>(n, 0, descending, false, blk0, blk1, 0, n.B, r_packed, b_packed, h, c,
+                                             gates_t, h_next, c_next, y_t, nullptr, nullptr);
 }
 
 }  // namespace

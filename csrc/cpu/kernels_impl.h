@@ -657,9 +657,9 @@ FUSEDRNN_INLINE void load_lanes(const S* src, index_t n, S* dst) {
 // the step; the cell's output goes to h_next and y_t, or with a projection to m_t [B, H] (then
 // project_step).
 template <class Cell, bool Project, bool PrefetchR, class S>
-void forward_step(const Sizes& n, index_t t, bool descending, bool keep_gates, long blk0, long blk1,
-                  const S* r_packed, const S* b_packed, const S* h, const S* c, S* gates_t, S* h_next, S* c_next,
-                  S* y_t, S* aux_t, S* m_t) {
+void forward_step(const Sizes& n, index_t t, bool descending, bool keep_gates, long blk0, long blk1, index_t b0,
+                  index_t b1, const S* r_packed, const S* b_packed, const S* h, const S* c, S* gates_t, S* h_next,
+                  S* c_next, S* y_t, S* aux_t, S* m_t) {
   constexpr int G = Cell::G, U = kUnits<S>, GG = kGateGroup<G>, MaxRows = kMaxRows<GG>;
   const index_t B = n.B, H = n.H, P = n.P, GH = G * H;
   const int split = k_split<GG>(B);
@@ -669,7 +669,7 @@ void forward_step(const Sizes& n, index_t t, bool descending, bool keep_gates, l
     const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
     index_t group[MaxRows];
     int rows = 0;
-    for (index_t b = 0; b < B; ++b) {
+    for (index_t b = b0; b < b1; ++b) {
       if (!n.active(b, t)) {  // padding: the state is kept, y is 0
         if constexpr (Project) {
           std::fill(m_t + b * H + j0, m_t + b * H + j0 + units, S(0));  // dW_hr's GEMM reads every row
@@ -681,7 +681,7 @@ void forward_step(const Sizes& n, index_t t, bool descending, bool keep_gates, l
       } else {
         group[rows++] = b;
       }
-      if (rows == 0 || (rows < MaxRows && b + 1 < B)) continue;
+      if (rows == 0 || (rows < MaxRows && b + 1 < b1)) continue;
       // The group's gate pre-activations R h + b_r, then each sequence's pointwise math.
       S hp_rows[MaxRows][G * U];
       const S* h_rows[MaxRows];
@@ -775,6 +775,16 @@ double packing_flops(index_t GH, index_t I, index_t P, index_t H) {
   return 4.0 * (GH * (I + P) + (Project ? P * H : 0));
 }
 
+// Rows per task when the ranks share a step's work (0: they do not): whole groups of `group` rows,
+// enough for kMinTaskFlops of products, or 0 where all B rows have fewer.
+constexpr double kMinTaskFlops = 2.5e5;
+inline index_t share_rows(index_t B, index_t group, double flops_per_row) {
+  if (B * flops_per_row < kMinTaskFlops) return 0;
+  index_t rows = group;
+  while (rows < B && rows * flops_per_row < kMinTaskFlops) rows += group;
+  return rows;
+}
+
 template <class Cell, bool Project, class S>
 void forward_impl(const ForwardParams<S>& p) {
   constexpr int G = Cell::G, U = kUnits<S>;
@@ -818,6 +828,13 @@ void forward_impl(const ForwardParams<S>& p) {
     if constexpr (lstm) copy_columns(p.c0, c_buf[0], H, h_lo, h_hi);
     const bool prefetch_r = streams_from_memory<S>(r_size) || B >= kPrefetchRFromBatch;
     const auto step = prefetch_r ? forward_step<Cell, Project, true, S> : forward_step<Cell, Project, false, S>;
+    // Large steps are shared: tasks of one block and a chunk of rows, which a rank that has run out
+    // of its own blocks takes from the other ranks' ends (the ranks' speeds here vary from moment
+    // to moment; perf-notes, twelfth session).
+    const index_t chunk_rows = share_rows(B, kMaxRows<kGateGroup<G>>, 2.0 * G * U * P);
+    const bool share = chunk_rows > 0 && team.size() > 1;
+    const long chunks = share ? static_cast<long>((B + chunk_rows - 1) / chunk_rows) : 1;
+    if (share) team.work_range(0, team.rank()).reset((blk1 - blk0) * chunks);
     team.barrier();  // gates and the initial state complete
     for (index_t s = 0; s < T; ++s) {
       const index_t t = n.time_of(s);
@@ -828,8 +845,22 @@ void forward_impl(const ForwardParams<S>& p) {
       if (p.h_prev) copy_columns(h, p.h_prev + t * BP, P, p_lo, p_hi);
       if (lstm && p.c_prev) copy_columns(c, p.c_prev + t * BH, H, h_lo, h_hi);
       S* m_t = Project ? (p.m ? p.m + t * BH : m_work) : nullptr;
-      step(n, t, s % 2 == 1, p.gates != nullptr, blk0, blk1, r_packed, b_packed, h, c, gates + t * B * GH, h_next,
-           c_next, p.y + t * BP, p.aux ? p.aux + t * BH : nullptr, m_t);
+      S* const gates_t = gates + t * B * GH;
+      S* const aux_t = p.aux ? p.aux + t * BH : nullptr;
+      if (!share) {
+        step(n, t, s % 2 == 1, p.gates != nullptr, blk0, blk1, 0, B, r_packed, b_packed, h, c, gates_t, h_next,
+             c_next, p.y + t * BP, aux_t, m_t);
+      } else {
+        team.share(s % 2, (blk1 - blk0) * chunks, [&](int owner, long item) {
+          long o0, o1;  // the owner's blocks, walked as it walks them
+          team.split(owner, num_blocks<S>(H), &o0, &o1);
+          const long i = item / chunks, chunk = item % chunks;
+          const long blk = s % 2 == 1 ? o1 - 1 - i : o0 + i;
+          step(n, t, false, p.gates != nullptr, blk, blk + 1, chunk * chunk_rows,
+               std::min<index_t>(B, (chunk + 1) * chunk_rows), r_packed, b_packed, h, c, gates_t, h_next, c_next,
+               p.y + t * BP, aux_t, m_t);
+        });
+      }
       if constexpr (Project) {
         team.barrier();  // m complete
         project_step(n, t, pblk0, pblk1, hr_packed, m_t, h, h_next, p.y + t * BP);
@@ -949,46 +980,63 @@ void backward_walk(Team& team, const BackwardParams<S>& p, long panel0, long pan
       backward_block<Cell>(p, t_last, b, j0, units, dh, carry, dgates_rec);
     }
   }
-  team.barrier();
-  for (index_t s = T - 1; s >= 0; --s) {
+  // Transition s for panel `panel` and the sequences [b_lo, b_hi) (a multiple of MaxRows apart).
+  auto transition = [&](index_t s, index_t panel, index_t b_lo, index_t b_hi) {
     const index_t t = n.time_of(s);
-    for (index_t i = 0; i < panel1 - panel0; ++i) {
-      const index_t panel = s % 2 == 1 ? panel1 - 1 - i : panel0 + i;  // as in forward_step
-      for (index_t b0 = 0; b0 < B; b0 += MaxRows) {
-        // dgates_rec R for the group's real sequences (padding rows get 0: nothing flows through R).
-        const int rows = static_cast<int>(std::min<index_t>(MaxRows, B - b0));
-        S dh_rows[MaxRows][NV * U] = {};
-        const S* dg_rows[MaxRows];
-        int real = 0;
-        index_t real_row[MaxRows];
+    for (index_t b0 = b_lo; b0 < b_hi; b0 += MaxRows) {
+      // dgates_rec R for the group's real sequences (padding rows get 0: nothing flows through R).
+      const int rows = static_cast<int>(std::min<index_t>(MaxRows, b_hi - b0));
+      S dh_rows[MaxRows][NV * U] = {};
+      const S* dg_rows[MaxRows];
+      int real = 0;
+      index_t real_row[MaxRows];
+      for (int r = 0; r < rows; ++r)
+        if (n.active(b0 + r, t)) real_row[real] = r, dg_rows[real++] = dgates_rec + (t * B + b0 + r) * GH;
+      if (s > 0)  // what the group's backward_block calls below will read, while the product runs
         for (int r = 0; r < rows; ++r)
-          if (n.active(b0 + r, t)) real_row[real] = r, dg_rows[real++] = dgates_rec + (t * B + b0 + r) * GH;
-        if (s > 0)  // what the group's backward_block calls below will read, while the product runs
-          for (int r = 0; r < rows; ++r)
-            prefetch_step_rows<Cell>(p, n.time_of(s - 1), b0 + r, panel * NV * U, NV * U);
-        if (real > 0) {
-          S out[MaxRows][NV * U];
-          block_product_rows<NV, PrefetchR>(real, split, r_packed + panel * GH * NV * U, dg_rows, GH,
-                                         (const S*)nullptr, &out[0][0], NV * U);
-          for (int q = 0; q < real; ++q) std::copy(out[q], out[q] + NV * U, dh_rows[real_row[q]]);
-        }
-        for (index_t blk = panel * NV; blk < std::min<index_t>(blocks, (panel + 1) * NV); ++blk) {
-          const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
-          for (int r = 0; r < rows; ++r) {
-            const index_t b = b0 + r;
-            S* dh = dh_rows[r] + (blk - panel * NV) * U;
-            const S* direct = carry.dh_direct + b * H + j0;
-            for (index_t u = 0; u < units; ++u) dh[u] += direct[u];  // d loss / d h entering step t
-            if (s > 0) {
-              const index_t tp = n.time_of(s - 1);
-              add_dy(p, tp, b, j0, units, dh);
-              backward_block<Cell>(p, tp, b, j0, units, dh, carry, dgates_rec);
-            } else {
-              copy_lanes(dh, units, p.dh0 + b * H + j0);
-            }
+          prefetch_step_rows<Cell>(p, n.time_of(s - 1), b0 + r, panel * NV * U, NV * U);
+      if (real > 0) {
+        S out[MaxRows][NV * U];
+        block_product_rows<NV, PrefetchR>(real, split, r_packed + panel * GH * NV * U, dg_rows, GH,
+                                       (const S*)nullptr, &out[0][0], NV * U);
+        for (int q = 0; q < real; ++q) std::copy(out[q], out[q] + NV * U, dh_rows[real_row[q]]);
+      }
+      for (index_t blk = panel * NV; blk < std::min<index_t>(blocks, (panel + 1) * NV); ++blk) {
+        const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
+        for (int r = 0; r < rows; ++r) {
+          const index_t b = b0 + r;
+          S* dh = dh_rows[r] + (blk - panel * NV) * U;
+          const S* direct = carry.dh_direct + b * H + j0;
+          for (index_t u = 0; u < units; ++u) dh[u] += direct[u];  // d loss / d h entering step t
+          if (s > 0) {
+            const index_t tp = n.time_of(s - 1);
+            add_dy(p, tp, b, j0, units, dh);
+            backward_block<Cell>(p, tp, b, j0, units, dh, carry, dgates_rec);
+          } else {
+            copy_lanes(dh, units, p.dh0 + b * H + j0);
           }
         }
       }
+    }
+  };
+  // Shared as the forward's steps are, in tasks of one panel and a chunk of rows.
+  const index_t chunk_rows = share_rows(B, MaxRows, 2.0 * NV * U * GH);
+  const bool share = chunk_rows > 0 && team.size() > 1;
+  const long chunks = share ? static_cast<long>((B + chunk_rows - 1) / chunk_rows) : 1;
+  if (share) team.work_range(0, team.rank()).reset((panel1 - panel0) * chunks);
+  team.barrier();
+  for (index_t s = T - 1; s >= 0; --s) {
+    if (!share) {
+      for (index_t i = 0; i < panel1 - panel0; ++i)
+        transition(s, s % 2 == 1 ? panel1 - 1 - i : panel0 + i, 0, B);  // order as in forward_step
+    } else {
+      team.share((T - 1 - s) % 2, (panel1 - panel0) * chunks, [&](int owner, long item) {
+        long o0, o1;  // the owner's panels, walked as it walks them
+        team.split(owner, (blocks + NV - 1) / NV, &o0, &o1);
+        const long i = item / chunks, chunk = item % chunks;
+        transition(s, s % 2 == 1 ? o1 - 1 - i : o0 + i, chunk * chunk_rows,
+                   std::min<index_t>(B, (chunk + 1) * chunk_rows));
+      });
     }
     team.barrier();
   }

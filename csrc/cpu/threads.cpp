@@ -66,6 +66,7 @@ class Pool {
     wake_.notify_all();
     for (auto& w : workers_) w.join();
     workers_.clear();
+    ranges_ = std::make_unique<WorkRange[]>(static_cast<std::size_t>(Team::kWorkSlots) * n);
     stop_ = false;
     for (int r = 1; r < n; ++r) workers_.emplace_back([this, r, start = job_id_] { work(r, start); });
   }
@@ -100,6 +101,7 @@ class Pool {
     void barrier() override {
       if (size_ > 1) pool_->barrier_.wait();
     }
+    WorkRange& work_range(int slot, int rank) override { return pool_->ranges_[slot * size_ + rank]; }
     Pool* pool_;
     int rank_, size_;
   };
@@ -131,6 +133,7 @@ class Pool {
   int pending_ = 0;
   bool stop_ = false;
   SpinBarrier barrier_;
+  std::unique_ptr<WorkRange[]> ranges_;  // Team::kWorkSlots per rank
 };
 
 std::mutex g_call_mutex;  // one kernel call at a time uses the team
