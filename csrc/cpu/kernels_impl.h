@@ -21,8 +21,10 @@
 // Each rank walks its blocks in ascending order on even steps and descending on odd ones: when its
 // slice of R is a little larger than its cache, the blocks it read last are still cached when the
 // next step starts with them (in one direction, a least-recently-used cache would miss on all).
-// Every output element is computed by one rank in a fixed order: results are bitwise identical
-// for any number of threads. Allocation happens only before the time loop.
+// In large steps (share_rows) a rank that finishes its own blocks early takes what is left of the
+// others', from their far end, in tasks of one block and a chunk of rows (Team::share).
+// Every output element is computed in a fixed order whichever rank computes it: results are
+// bitwise identical for any number of threads. Allocation happens only before the time loop.
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
