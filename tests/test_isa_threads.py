@@ -45,7 +45,8 @@ BIG = (40, 8, 50, 70)
 # Steps large enough that the ranks share them (share_rows in kernels_impl.h: a block's product
 # over all B rows at least 250 KFLOP): tasks of one block and a chunk of rows, taken by whichever
 # rank is free, with B not a whole number of chunks. Every forward in float32 and every fused
-# backward walk is shared at this size.
+# backward walk is shared at this size. (With packed weights the input projection's rows are
+# shared too: test_packed.py.)
 SHARED = (5, 70, 17, 129)
 
 

@@ -142,7 +142,8 @@ class Scratch {
 // ---------------------------------------------------------------------------------------------
 // GEMM: C[M, N] = (accumulate ? C : column_bias or 0) + A[M, K] B[K, N], this rank's share.
 // Packed, cache-blocked, with an MR x NR register tile (NR = two vectors). Never reads C unless
-// accumulating. Each C element is owned by one rank and summed over k in a fixed order.
+// accumulating. Each C element is computed by one rank (with B packed already, by whichever rank
+// takes its row task) and summed over k in a fixed order.
 // ---------------------------------------------------------------------------------------------
 template <class S>
 struct Tile {
@@ -388,25 +389,45 @@ void pack_gemm_b(Team& team, index_t N, index_t K, MatrixView<S> B, S* packed) {
   }
 }
 
+// Row tasks per rank from which a GEMM with B packed already shares its rows, and the WorkRange slot
+// it uses: not slot 0, which a forward's ranks reset for its first step while others may still be
+// in the input projection.
+constexpr long kGemmMinTasksPerRank = 4;
+constexpr int kGemmWorkSlot = 1;
+
+// Whether gemm, given B packed already, shares its rows among `ranks` ranks.
+template <class S>
+bool gemm_shares_rows(int ranks, index_t M, index_t N, index_t K) {
+  const long tasks = static_cast<long>((M + Tile<S>::MC - 1) / Tile<S>::MC);
+  return ranks > 1 && N > 0 && K > 0 && tasks >= kGemmMinTasksPerRank * (N >= M ? 1 : ranks);
+}
+
 // b_packed: B already packed by pack_gemm_b (then B is not read), or nullptr.
 template <class S>
 void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixView<S> B, S* C, index_t ldc,
           bool accumulate, const S* column_bias = nullptr, const S* b_prepacked = nullptr) {
   using TL = Tile<S>;
-  // Split the larger dimension among the ranks, in whole tiles.
-  index_t i_begin = 0, i_end = M, j_begin = 0, j_end = N;
-  {
+  // Split the larger dimension among the ranks, in whole tiles: rank r's rows and columns.
+  auto extent = [&](int r, index_t* i0, index_t* i1, index_t* j0, index_t* j1) {
     long b, e;
+    *i0 = 0, *i1 = M, *j0 = 0, *j1 = N;
     if (N >= M) {
-      team.split((N + TL::NR - 1) / TL::NR, &b, &e);
-      j_begin = std::min<index_t>(N, b * TL::NR), j_end = std::min<index_t>(N, e * TL::NR);
+      team.split(r, (N + TL::NR - 1) / TL::NR, &b, &e);
+      *j0 = std::min<index_t>(N, b * TL::NR), *j1 = std::min<index_t>(N, e * TL::NR);
     } else {
-      team.split((M + TL::MR - 1) / TL::MR, &b, &e);
-      i_begin = std::min<index_t>(M, b * TL::MR), i_end = std::min<index_t>(M, e * TL::MR);
+      team.split(r, (M + TL::MR - 1) / TL::MR, &b, &e);
+      *i0 = std::min<index_t>(M, b * TL::MR), *i1 = std::min<index_t>(M, e * TL::MR);
     }
-  }
+  };
+  index_t i_begin, i_end, j_begin, j_end;
+  extent(team.rank(), &i_begin, &i_end, &j_begin, &j_end);
+  // With B packed already and enough rows, the ranks share their extents in tasks of MC rows
+  // each: a rank that finishes early takes the others' last tasks (Team::share; the ranks' speeds
+  // vary from moment to moment, perf-notes, twelfth session). Each C element is summed as in the
+  // fixed split, whichever rank computes it.
+  const bool share = b_prepacked && gemm_shares_rows<S>(team.size(), M, N, K);
   const index_t m = i_end - i_begin, n = j_end - j_begin;
-  if (m <= 0 || n <= 0) return;
+  if (!share && (m <= 0 || n <= 0)) return;
   if (K <= 0) {
     if (!accumulate)
       for (index_t i = i_begin; i < i_end; ++i)
@@ -414,7 +435,8 @@ void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixVi
     return;
   }
   const MatrixView<S> Bt{B.data, B.col_stride, B.row_stride};  // B(k, j) as rows j of a [N, K] matrix
-  const index_t nc_max = std::min(n, TL::NC), kc_max = std::min(K, TL::KC), mc_max = std::min(m, TL::MC);
+  const index_t nc_max = std::min(n, TL::NC), kc_max = std::min(K, TL::KC);
+  const index_t mc_max = std::min(share ? M : m, TL::MC);  // a task of another rank's: up to MC rows
   const Scratch<S> b_packed(kGemmBSlot, b_prepacked ? 0 : padded_panels<S>(nc_max) * kc_max);
   const Scratch<S> a_packed(kGemmASlot, ((mc_max + TL::MR - 1) / TL::MR) * TL::MR * kc_max);
   // Tile order within a block. Column panel by column panel (each B panel reused from L1/L2 by
@@ -422,34 +444,44 @@ void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixVi
   // row tile by row tile, so that C is written as a stream of whole rows rather than 96 rows at
   // once 4 KB apart, and the B block is re-read from L2/L3 per row tile (perf-notes, ninth session:
   // LSTM H=256 input projections 1600-3200 x 1024 x 256 9-14% faster; M = 25-100 6-16% slower
-  // in that order, hence the size condition).
+  // in that order, hence the size condition). Shared rows keep the fixed split's order.
   const bool rows_outer = static_cast<double>(m) * static_cast<double>(n) * sizeof(S) >= double(1 << 20) &&
                           static_cast<double>(nc_max) * static_cast<double>(kc_max) * sizeof(S) <= double(4 << 20);
-  for (index_t jc = j_begin; jc < j_end; jc += TL::NC) {
-    const index_t nc = std::min(TL::NC, j_end - jc);
-    for (index_t pc = 0; pc < K; pc += TL::KC) {
-      const index_t kc = std::min(TL::KC, K - pc);
-      const bool overwrite = (pc == 0) && !accumulate;
-      const S* b_block = b_prepacked ? b_prepacked + pc * padded_panels<S>(N) + jc * kc : b_packed.get();
-      if (!b_prepacked) pack_panels<S, TL::NR>(Bt, jc, nc, pc, kc, b_packed.get());
-      for (index_t ic = i_begin; ic < i_end; ic += TL::MC) {
-        const index_t mc = std::min(TL::MC, i_end - ic);
-        pack_panels<S, TL::MR>(A, ic, mc, pc, kc, a_packed.get());
-        auto tile = [&](index_t ir, index_t jr) {
-          micro_kernel<S>(std::min<index_t>(TL::MR, mc - ir), kc, a_packed.get() + ir * kc, b_block + jr * kc,
-                          C + (ic + ir) * ldc + jc + jr, ldc, std::min<index_t>(TL::NR, nc - jr), overwrite,
-                          column_bias ? column_bias + jc + jr : nullptr);
-        };
-        if (rows_outer) {
-          for (index_t ir = 0; ir < mc; ir += TL::MR)
-            for (index_t jr = 0; jr < nc; jr += TL::NR) tile(ir, jr);
-        } else {
-          for (index_t jr = 0; jr < nc; jr += TL::NR)
-            for (index_t ir = 0; ir < mc; ir += TL::MR) tile(ir, jr);
+  auto compute = [&](index_t i_lo, index_t i_hi, index_t j_lo, index_t j_hi) {
+    for (index_t jc = j_lo; jc < j_hi; jc += TL::NC) {
+      const index_t nc = std::min(TL::NC, j_hi - jc);
+      for (index_t pc = 0; pc < K; pc += TL::KC) {
+        const index_t kc = std::min(TL::KC, K - pc);
+        const bool overwrite = (pc == 0) && !accumulate;
+        const S* b_block = b_prepacked ? b_prepacked + pc * padded_panels<S>(N) + jc * kc : b_packed.get();
+        if (!b_prepacked) pack_panels<S, TL::NR>(Bt, jc, nc, pc, kc, b_packed.get());
+        for (index_t ic = i_lo; ic < i_hi; ic += TL::MC) {
+          const index_t mc = std::min(TL::MC, i_hi - ic);
+          pack_panels<S, TL::MR>(A, ic, mc, pc, kc, a_packed.get());
+          auto tile = [&](index_t ir, index_t jr) {
+            micro_kernel<S>(std::min<index_t>(TL::MR, mc - ir), kc, a_packed.get() + ir * kc, b_block + jr * kc,
+                            C + (ic + ir) * ldc + jc + jr, ldc, std::min<index_t>(TL::NR, nc - jr), overwrite,
+                            column_bias ? column_bias + jc + jr : nullptr);
+          };
+          if (rows_outer) {
+            for (index_t ir = 0; ir < mc; ir += TL::MR)
+              for (index_t jr = 0; jr < nc; jr += TL::NR) tile(ir, jr);
+          } else {
+            for (index_t jr = 0; jr < nc; jr += TL::NR)
+              for (index_t ir = 0; ir < mc; ir += TL::MR) tile(ir, jr);
+          }
         }
       }
     }
-  }
+  };
+  if (!share) return compute(i_begin, i_end, j_begin, j_end);
+  team.work_range(kGemmWorkSlot, team.rank()).reset(m > 0 && n > 0 ? (m + TL::MC - 1) / TL::MC : 0);
+  team.share(kGemmWorkSlot, 0, [&](int owner, long item) {
+    index_t i0, i1, j0, j1;
+    extent(owner, &i0, &i1, &j0, &j1);
+    const index_t row = i0 + item * TL::MC;
+    compute(row, std::min(i1, row + TL::MC), j0, j1);
+  });
 }
 
 // out[c] = sum over rows of M[row][c] for this rank's columns, rows in order.
@@ -853,7 +885,7 @@ void forward_impl(const ForwardParams<S>& p) {
         step(n, t, s % 2 == 1, p.gates != nullptr, blk0, blk1, 0, B, r_packed, b_packed, h, c, gates_t, h_next,
              c_next, p.y + t * BP, aux_t, m_t);
       } else {
-        team.share(s % 2, (blk1 - blk0) * chunks, [&](int owner, long item) {
+        team.share(s % 2, s + 1 < T ? (blk1 - blk0) * chunks : 0, [&](int owner, long item) {
           long o0, o1;  // the owner's blocks, walked as it walks them
           team.split(owner, num_blocks<S>(H), &o0, &o1);
           const long i = item / chunks, chunk = item % chunks;
@@ -1032,7 +1064,7 @@ void backward_walk(Team& team, const BackwardParams<S>& p, long panel0, long pan
       for (index_t i = 0; i < panel1 - panel0; ++i)
         transition(s, s % 2 == 1 ? panel1 - 1 - i : panel0 + i, 0, B);  // order as in forward_step
     } else {
-      team.share((T - 1 - s) % 2, (panel1 - panel0) * chunks, [&](int owner, long item) {
+      team.share((T - 1 - s) % 2, s > 0 ? (panel1 - panel0) * chunks : 0, [&](int owner, long item) {
         long o0, o1;  // the owner's panels, walked as it walks them
         team.split(owner, (blocks + NV - 1) / NV, &o0, &o1);
         const long i = item / chunks, chunk = item % chunks;

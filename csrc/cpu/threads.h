@@ -17,7 +17,8 @@ namespace fusedrnn::cpu {
 // item never changes what the item computes, so sharing keeps results bitwise the same.
 class alignas(64) WorkRange {
  public:
-  void reset(long count) { bounds_.store(std::uint64_t(count) << 32, std::memory_order_relaxed); }
+  // Release and acquire: what the owner wrote before reset() is visible to whoever takes an item.
+  void reset(long count) { bounds_.store(std::uint64_t(count) << 32, std::memory_order_release); }
   bool take_front(long* item) { return take(item, false); }
   bool take_back(long* item) { return take(item, true); }
 
@@ -28,7 +29,7 @@ class alignas(64) WorkRange {
       const std::uint64_t front = old & 0xffffffffu, end = old >> 32;
       if (front >= end) return false;
       const std::uint64_t next = back ? (end - 1) << 32 | front : end << 32 | (front + 1);
-      if (bounds_.compare_exchange_weak(old, next, std::memory_order_relaxed)) {
+      if (bounds_.compare_exchange_weak(old, next, std::memory_order_acq_rel, std::memory_order_acquire)) {
         *item = static_cast<long>(back ? end - 1 : front);
         return true;
       }
@@ -60,7 +61,9 @@ class Team {
   // Runs run(owner, item) once for each item left in every rank's WorkRange of `slot`: this
   // rank's own from the front, then the others' from the back. Then gives this rank `next_count`
   // items in the other slot, for the next phase (no rank touches that slot until the barrier that
-  // ends this one).
+  // ends this one). The last phase of a call passes 0, so that every range is empty between
+  // phases that do not follow one another: a rank may then look into another's range before its
+  // owner has set it, and find nothing to take rather than items of another phase.
   template <class Run>
   void share(int slot, long next_count, Run&& run) {
     long item;
