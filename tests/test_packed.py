@@ -67,10 +67,14 @@ def test_packed_forward_is_the_plain_forward(kind: str, dtype: Any, rng: np.rand
         assert_identical(packed, plain, f"[{kind} T={T} B={B} I={I} H={H}] ")
 
 
+# Two depth blocks of the GEMM; and the size where the ranks share its rows and the steps.
+@pytest.mark.parametrize("size", [(7, 3, 1030, 21), (21, 70, 17, 129)], ids=["deep", "shared"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_packed_forward_matches_reference(kind: str, dtype: Any, rng: np.random.Generator) -> None:
-    T, B, I, H = 7, 3, 1030, 21
+def test_packed_forward_matches_reference(
+    kind: str, dtype: Any, size: tuple[int, int, int, int], rng: np.random.Generator
+) -> None:
+    T, B, I, H = size
     p = new_problem(rng, kind, T, B, I, H, reverse=True, lengths=random_lengths(rng, T, B))
     a = {k: v.astype(dtype) for k, v in p.arrays.items()}
     r = {k: v.astype(np.float64) for k, v in a.items()}  # the oracle sees the same rounded inputs
