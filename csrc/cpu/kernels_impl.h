@@ -866,7 +866,7 @@ void forward_impl(const ForwardParams<S>& p) {
     // of its own blocks takes from the other ranks' ends (the ranks' speeds here vary from moment
     // to moment; perf-notes, twelfth session).
     const index_t chunk_rows = share_rows(B, kMaxRows<kGateGroup<G>>, 2.0 * G * U * P);
-    const bool share = chunk_rows > 0 && team.size() > 1;
+    const bool share = chunk_rows > 0 && team.size() > 1 && T > 0;
     const long chunks = share ? static_cast<long>((B + chunk_rows - 1) / chunk_rows) : 1;
     if (share) team.work_range(0, team.rank()).reset((blk1 - blk0) * chunks);
     team.barrier();  // gates and the initial state complete
