@@ -7,7 +7,9 @@ that the other's spinning threads (torch's OpenMP team; see ``neighbour_threads.
 stopped. Usage: ``python benchmarks/vs_torch.py "lstm 256 64 50 f" [SECONDS] [--ort]`` (cell, H = I,
 B, T, ``f``, ``fb`` or ``p``, the forward through weights packed once); prints the 10th
 percentiles, medians and their ratios. With ``--ort`` the baseline is ONNX Runtime's forward (its
-session packs the weights once, so ``p`` is the like-for-like mode).
+session packs the weights once, so ``p`` is the like-for-like mode). ``--pause S`` (default 0.2):
+the pause before each library's calls. ORT's pool spins for longer than 0.2 s after its calls, and
+a 0.3 ms forward of ours then took 8-16 ms; the B = 1 rows need ~1 s (perf-notes, twelfth session).
 """
 
 from __future__ import annotations
@@ -20,8 +22,14 @@ from fusedrnn import bench
 
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if a != "--ort"]
-    use_ort = "--ort" in sys.argv[1:]
+    argv = sys.argv[1:]
+    pause = 0.2
+    if "--pause" in argv:
+        i = argv.index("--pause")
+        pause = float(argv[i + 1])
+        del argv[i : i + 2]
+    args = [a for a in argv if a != "--ort"]
+    use_ort = "--ort" in argv
     cell, H, B, T, mode = args[0].split()
     seconds = float(args[1]) if len(args) > 1 else 20.0
     cfg = bench.Config(cell, int(T), int(B), int(H), int(H))
@@ -37,7 +45,7 @@ def main() -> None:
         assert runners is not None, "torch is not importable"
         name, baseline = "torch", runners[0 if mode in ("f", "p") else 1]
     calls = {"fusedrnn": bench._call_for_mode(cfg, arrays, mode), name: baseline}
-    times = bench._alternating_times(calls, seconds, pause=0.2)
+    times = bench._alternating_times(calls, seconds, pause=pause)
     (p10_ours, med_ours), (p10_base, med_base) = (np.percentile(times[k], [10, 50]) * 1e3 for k in times)
     print(f"{cfg} {mode}: fusedrnn p10 {p10_ours:.2f} ms median {med_ours:.2f}; {name} p10 {p10_base:.2f} ms "
           f"median {med_base:.2f}; {name} / fusedrnn {p10_base / p10_ours:.2f}x (p10), "
