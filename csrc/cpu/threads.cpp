@@ -23,7 +23,13 @@
 namespace fusedrnn::cpu {
 namespace {
 
-// Sense-reversing spin barrier; yields after a while so oversubscribed machines still progress.
+// Sense-reversing spin barrier. It spins for kSpinsBeforeYield pauses (~5 us on Zen 4), then
+// yields between checks, so that a rank whose partner is waiting for its CPU lets it run. After
+// the process had idled for 50 ms or more, two-thread calls here ran 8-36 ms instead of 0.3 ms
+// (LSTM T=100 B=1) for a few calls, in steps of about the old spin window (20000 pauses,
+// ~0.5 ms) per barrier: the two ranks apparently shared one vCPU for a while. With 200 pauses
+// such calls took ~1.3 ms, and steady-state calls read the same (perf-notes, twelfth session).
+constexpr int kSpinsBeforeYield = 200;
 class SpinBarrier {
  public:
   void reset(int n) {
@@ -38,7 +44,7 @@ class SpinBarrier {
       return;
     }
     for (int spins = 0; generation_.load(std::memory_order_acquire) == gen; ++spins) {
-      if (spins < 20000)
+      if (spins < kSpinsBeforeYield)
         FUSEDRNN_PAUSE();
       else
         std::this_thread::yield();
