@@ -8,8 +8,9 @@ stopped. Usage: ``python benchmarks/vs_torch.py "lstm 256 64 50 f" [SECONDS] [--
 B, T, ``f``, ``fb`` or ``p``, the forward through weights packed once); prints the 10th
 percentiles, medians and their ratios. With ``--ort`` the baseline is ONNX Runtime's forward (its
 session packs the weights once, so ``p`` is the like-for-like mode). ``--pause S`` (default 0.2):
-the pause before each library's calls. ORT's pool spins for longer than 0.2 s after its calls, and
-a 0.3 ms forward of ours then took 8-16 ms; the B = 1 rows need ~1 s (perf-notes, twelfth session).
+the pause before each library's calls. Calls after a pause are calls after idling
+(``after_idle.py``): our two-thread B = 1 forwards take ~1.3 ms there against 0.3 ms in steady
+state, so this harness does not read the B = 1 rows (perf-notes, twelfth session).
 """
 
 from __future__ import annotations
