@@ -11,6 +11,7 @@
 //   g++ -O3 -std=c++17 -fno-math-errno -fno-trapping-math -ffp-contract=fast -mavx512f -mavx512bw \
 //       -mavx512dq -mavx512vl -mfma -mprefer-vector-width=512 -pthread -Icsrc/include -Icsrc/cpu \
 //       benchmarks/native/tile_rate.cpp csrc/cpu/threads.cpp -o /tmp/tile_rate
+// R_ALIGN=2M in the environment puts R on a 2 MB boundary (default: 64 bytes).
 //   /tmp/tile_rate K B BLOCKS THREADS [ROUNDS]   (B a multiple of 24; LSTM H=512 B=48, one rank's
 //   16 blocks on each of 2 threads: /tmp/tile_rate 512 48 16 2)
 #define FUSEDRNN_ISA_NAMESPACE avx512
@@ -128,7 +129,12 @@ int main(int argc, char** argv) {
   };
   std::vector<Data> data(nt);
   for (int t = 0; t < nt; ++t) {
-    data[t].r = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * blocks * G * K * U));
+    {  // R_ALIGN=2M: R on a 2 MB boundary, as the kernels' packed R (allocate_scratch); else 64 bytes
+      const char* a = std::getenv("R_ALIGN");
+      const std::size_t align = a && a[0] == '2' ? std::size_t{2} << 20 : 64;
+      const std::size_t bytes = (sizeof(float) * blocks * G * K * U + align - 1) / align * align;
+      data[t].r = static_cast<float*>(std::aligned_alloc(align, bytes));
+    }
     data[t].h = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * B * K));
     data[t].out = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * B * G * U + 64));
     for (long i = 0; i < blocks * G * K * U; ++i) data[t].r[i] = 0.01f * ((i * 7919 + t) % 199 - 99);
