@@ -1,7 +1,8 @@
 """Calls right after the process has idled: the first three calls after a pause, per thread count.
 
 After 50 ms or more without calls, two-thread calls on the shared VM ran 30-50x slower for a few
-calls while the barrier spun ~0.5 ms before yielding (perf-notes, twelfth session). Usage:
+calls while the barrier spun ~0.5 ms before yielding (perf-notes, twelfth session), and 4x slower
+with a short spin, while the VM woke the worker on the caller's CPU (thirteenth session). Usage:
 ``python benchmarks/after_idle.py [CELL H B T] [PAUSE_S]`` (default ``lstm 128 1 100`` and 0.2 s;
 the forward through weights packed once); prints the medians of 15 rounds.
 """

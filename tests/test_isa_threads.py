@@ -455,6 +455,66 @@ def test_no_spinning_after_return(threads: int, rng: np.random.Generator, restor
 
 
 # ----------------------------------------------------------------------------------------------
+# Where the workers run (threads.cpp, CpuClaims)
+# ----------------------------------------------------------------------------------------------
+
+
+def thread_affinities() -> dict[int, set[int]]:
+    """The CPU affinity of every thread of this process, by thread id (Linux)."""
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            out[int(tid)] = os.sched_getaffinity(int(tid))
+        except OSError:  # a thread that ended meanwhile
+            pass
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread affinity: Linux only")
+def test_calls_after_idling_leave_affinity_alone(rng: np.random.Generator, restore_threads: int) -> None:
+    """Calls after pauses (where this VM woke the worker on the caller's CPU, and the worker moved
+    off it by pinning itself for a moment) give the same results, and leave no thread pinned."""
+    fusedrnn.set_num_threads(2)
+    before = thread_affinities()
+    p = threaded_problems(rng)[2]  # lstm
+    first = run_problem(p, functional, np.float32)
+    for _ in range(4):
+        time.sleep(0.1)
+        again = run_problem(p, functional, np.float32)
+        assert_identical(again[0], first[0], "after a pause: ")
+        assert_identical(again[1], first[1], "after a pause: ")
+    after = thread_affinities()
+    for tid, cpus in after.items():
+        assert cpus == before.get(tid, os.sched_getaffinity(0)), f"thread {tid}: affinity {cpus} after the calls"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread affinity: Linux only")
+def test_two_threads_on_one_cpu() -> None:
+    """A team of two in a process limited to one CPU (the worker cannot move off the caller's
+    CPU) finishes, agrees bitwise with one thread, and stays on that CPU."""
+    code = (
+        "import os, sys, numpy as np\n"
+        "cpu = min(os.sched_getaffinity(0))\n"
+        "os.sched_setaffinity(0, {cpu})\n"
+        "import fusedrnn\n"
+        "from test_isa_threads import threaded_problems, run_problem, assert_identical, thread_affinities\n"
+        "from conftest import functional\n"
+        "p = threaded_problems(np.random.default_rng(int(sys.argv[1])))[3]\n"
+        "fusedrnn.set_num_threads(1)\n"
+        "one = run_problem(p, functional, np.float32)\n"
+        "old = set(thread_affinities())\n"
+        "fusedrnn.set_num_threads(2)\n"
+        "two = run_problem(p, functional, np.float32)\n"
+        "assert_identical(two[0], one[0]); assert_identical(two[1], one[1])\n"
+        "now = thread_affinities()\n"
+        "worker = [c for t, c in now.items() if t not in old]\n"
+        "assert worker == [{cpu}] and os.sched_getaffinity(0) == {cpu}, (cpu, now)\n"
+    )
+    proc = run_python(code, str(np.random.SeedSequence().entropy % 2**32))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------------------------
 # Denormals
 # ----------------------------------------------------------------------------------------------
 

@@ -57,6 +57,58 @@ class SpinBarrier {
   std::atomic<unsigned> generation_{0};
 };
 
+// The CPUs a job's members run on. After the process had idled for 50 ms or more, the VM's
+// scheduler woke the worker on the caller's own CPU (sched_getcpu: 55 of 92 starts in
+// after_idle.py, against 2 of 5868 in back-to-back calls), and the two ranks of a call then took
+// turns on that CPU at every barrier: 1.3-1.6 ms for a 0.3 ms call, and so on for each call after
+// it until the load balancer separated them (perf-notes, thirteenth session). So a job claims the
+// CPUs its members start on, and a worker that starts on a claimed one moves to an unclaimed CPU it
+// may run on: pinned to that CPU for a moment, which moves it there at once, then given back its
+// own affinity, so that no thread stays pinned. Best effort: nothing is claimed where the CPU is
+// unknown, and nothing moves where the worker may run nowhere else.
+class CpuClaims {
+ public:
+#if defined(__linux__)
+  // The caller's CPU, before the workers wake (all of this under the pool's lock).
+  void reset() {
+    CPU_ZERO(&claimed_);
+    claim(sched_getcpu());
+  }
+  // Claims this worker's CPU and returns -1, or where it is taken already, claims and returns an
+  // unclaimed CPU of `own` (this thread's affinity, read here) to move to (-1 if there is none).
+  int claim_or_pick(cpu_set_t* own) {
+    const int cpu = sched_getcpu();
+    if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &claimed_)) {
+      claim(cpu);
+      return -1;
+    }
+    if (sched_getaffinity(0, sizeof(*own), own) != 0) return -1;
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, own) && !CPU_ISSET(c, &claimed_)) {
+        claim(c);
+        return c;
+      }
+    }
+    return -1;
+  }
+  // Outside the lock.
+  static void move_to(int cpu, const cpu_set_t& own) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    if (sched_setaffinity(0, sizeof(one), &one) == 0) sched_setaffinity(0, sizeof(own), &own);
+  }
+
+ private:
+  void claim(int cpu) {
+    if (cpu >= 0 && cpu < CPU_SETSIZE) CPU_SET(cpu, &claimed_);
+  }
+  cpu_set_t claimed_;
+#else
+  void reset() {}
+#endif
+};
+
 class Pool {
  public:
   ~Pool() { resize(1); }
@@ -90,6 +142,7 @@ class Pool {
       job_ = &fn;
       pending_ = n - 1;
       ++job_id_;
+      cpus_.reset();
     }
     wake_.notify_all();
     Member self(this, 0, n);
@@ -116,6 +169,10 @@ class Pool {
     for (;;) {
       const std::function<void(Team&)>* job;
       int n;
+#if defined(__linux__)
+      cpu_set_t own;
+      int move = -1;
+#endif
       {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return job_id_ != seen; });
@@ -123,7 +180,13 @@ class Pool {
         if (stop_) return;
         job = job_;
         n = size();
+#if defined(__linux__)
+        move = cpus_.claim_or_pick(&own);
+#endif
       }
+#if defined(__linux__)
+      if (move >= 0) CpuClaims::move_to(move, own);
+#endif
       Member self(this, rank, n);
       (*job)(self);
       std::lock_guard<std::mutex> lock(mutex_);
@@ -139,6 +202,7 @@ class Pool {
   int pending_ = 0;
   bool stop_ = false;
   SpinBarrier barrier_;
+  CpuClaims cpus_;  // this job's, under mutex_
   std::unique_ptr<WorkRange[]> ranges_;  // Team::kWorkSlots per rank
 };
 

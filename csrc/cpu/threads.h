@@ -3,6 +3,7 @@
 // parallel(fn) runs fn(team) on num_threads() threads (the caller is rank 0) and returns when all
 // are done. Inside, team.barrier() is a spinning barrier (one per time step in the kernels).
 // Between calls the workers sleep on a condition variable: nothing spins after a call returns.
+// A worker that wakes on a CPU another member of the call runs on moves off it (CpuClaims).
 // Calls from several threads at once take turns (one team, a mutex).
 #pragma once
 
