@@ -27,12 +27,13 @@ from test_isa_threads import (  # noqa: F401 (restore_threads: a fixture)
 DTYPES = (np.float32, np.float64)
 
 # (T, B, I, H): T * B from 1 (below the GEMM's 6-row tile) up; I = 1030 spans two GEMM depth
-# blocks on every ISA (KC = 256, or 1024 on AVX-512); the last three run on the whole team, and in
-# the last the ranks share the input projection's rows and the steps (T * B = 1470: 16 tasks of 96
-# rows; see SHARED in test_isa_threads.py).
+# blocks on every ISA (KC = 256, or 1024 on AVX-512); the last four run on the whole team. In
+# (21, 70, ...) the ranks share the input projection's rows and the steps (T * B = 1470: 16 tasks
+# of 96 rows; see SHARED in test_isa_threads.py); in (100, 1, ...) they split its columns and share
+# its 100 rows in small tasks (gemm_task_rows in kernels_impl.h).
 SHAPES = [
     (1, 1, 5, 7), (1, 3, 9, 16), (2, 2, 1030, 13), (9, 5, 11, 33), (40, 8, 50, 70), (3, 1, 300, 260),
-    (21, 70, 17, 129),
+    (21, 70, 17, 129), (100, 1, 17, 129),
 ]  # fmt: skip
 
 
@@ -67,8 +68,11 @@ def test_packed_forward_is_the_plain_forward(kind: str, dtype: Any, rng: np.rand
         assert_identical(packed, plain, f"[{kind} T={T} B={B} I={I} H={H}] ")
 
 
-# Two depth blocks of the GEMM; and the size where the ranks share its rows and the steps.
-@pytest.mark.parametrize("size", [(7, 3, 1030, 21), (21, 70, 17, 129)], ids=["deep", "shared"])
+# Two depth blocks of the GEMM; the size where the ranks share its rows and the steps; and few rows
+# shared in small tasks.
+@pytest.mark.parametrize(
+    "size", [(7, 3, 1030, 21), (21, 70, 17, 129), (100, 1, 17, 129)], ids=["deep", "shared", "few_rows"]
+)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_packed_forward_matches_reference(
@@ -149,19 +153,21 @@ def test_packed_is_a_snapshot_and_inputs_are_unchanged(rng: np.random.Generator)
 
 
 def test_packed_thread_counts_and_concurrent_calls(rng: np.random.Generator, restore_threads: int) -> None:
-    # Large enough that the ranks share the input projection's rows and the steps.
-    p = new_problem(rng, "gru", 21, 70, 50, 129, lengths=random_lengths(rng, 21, 70))
-    a = p.cast(np.float32)
-    expected = None
-    for pack_threads, run_threads in [(1, 1), (3, 1), (1, 2), (2, 4), (4, 3)]:
-        fusedrnn.set_num_threads(pack_threads)
-        packed = functional.pack_weights("gru", a["weight_ih"], a["weight_hh"], a["bias_ih"], a["bias_hh"])
-        fusedrnn.set_num_threads(run_threads)
-        got = packed.forward(a["x"], a["h0"], lengths=p.lengths)
-        if expected is None:
-            expected = got
-        for g, e in zip(got, expected):
-            assert np.array_equal(g, e), f"packed on {pack_threads} threads, run on {run_threads}"
+    # Few rows shared in small tasks (T * B = 100; bitwise only), then large enough that the ranks
+    # share the input projection's rows and the steps.
+    for T, B in [(100, 1), (21, 70)]:
+        p = new_problem(rng, "gru", T, B, 50, 129, lengths=random_lengths(rng, T, B))
+        a = p.cast(np.float32)
+        expected = None
+        for pack_threads, run_threads in [(1, 1), (3, 1), (1, 2), (2, 4), (4, 3)]:
+            fusedrnn.set_num_threads(pack_threads)
+            packed = functional.pack_weights("gru", a["weight_ih"], a["weight_hh"], a["bias_ih"], a["bias_hh"])
+            fusedrnn.set_num_threads(run_threads)
+            got = packed.forward(a["x"], a["h0"], lengths=p.lengths)
+            if expected is None:
+                expected = got
+            for g, e in zip(got, expected):
+                assert np.array_equal(g, e), f"T={T} B={B}: packed on {pack_threads} threads, run on {run_threads}"
     fusedrnn.set_num_threads(2)
     results: list[Any] = []
     errors: list[BaseException] = []

@@ -395,10 +395,26 @@ void pack_gemm_b(Team& team, index_t N, index_t K, MatrixView<S> B, S* packed) {
 constexpr long kGemmMinTasksPerRank = 4;
 constexpr int kGemmWorkSlot = 1;
 
+// Rows per task when gemm shares its rows: MC, except in a short product whose ranks split the
+// columns (N >= M) and whose rows are few (T * B = 100 at B = 1), where MC would leave one or two
+// tasks: there whole register tiles enough for kGemmMinTasksPerRank tasks, so that a rank that
+// starts first can take over part of one still waking up (20-60 us on this VM; perf-notes,
+// thirteenth session). In longer products the wake-up is lost in the work, and the extra passes
+// over B cost more (GRU B = 4 H = 1536: 3% slower).
+constexpr double kGemmShortFlops = 1e8;
+template <class S>
+index_t gemm_task_rows(index_t M, index_t N, index_t K) {
+  using TL = Tile<S>;
+  if (N < M || 2.0 * M * N * K > kGemmShortFlops) return TL::MC;
+  const index_t rows = (M + kGemmMinTasksPerRank - 1) / kGemmMinTasksPerRank;
+  return std::min<index_t>(TL::MC, (rows + TL::MR - 1) / TL::MR * TL::MR);
+}
+
 // Whether gemm, given B packed already, shares its rows among `ranks` ranks.
 template <class S>
 bool gemm_shares_rows(int ranks, index_t M, index_t N, index_t K) {
-  const long tasks = static_cast<long>((M + Tile<S>::MC - 1) / Tile<S>::MC);
+  const index_t rows = gemm_task_rows<S>(M, N, K);
+  const long tasks = static_cast<long>((M + rows - 1) / rows);
   return ranks > 1 && N > 0 && K > 0 && tasks >= kGemmMinTasksPerRank * (N >= M ? 1 : ranks);
 }
 
@@ -421,10 +437,10 @@ void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixVi
   };
   index_t i_begin, i_end, j_begin, j_end;
   extent(team.rank(), &i_begin, &i_end, &j_begin, &j_end);
-  // With B packed already and enough rows, the ranks share their extents in tasks of MC rows
-  // each: a rank that finishes early takes the others' last tasks (Team::share; the ranks' speeds
-  // vary from moment to moment, perf-notes, twelfth session). Each C element is summed as in the
-  // fixed split, whichever rank computes it.
+  // With B packed already and enough rows, the ranks share their extents in tasks of rows
+  // (gemm_task_rows) each: a rank that finishes early takes the others' last tasks (Team::share;
+  // the ranks' speeds vary from moment to moment, perf-notes, twelfth session). Each C element is
+  // summed as in the fixed split, whichever rank computes it.
   const bool share = b_prepacked && gemm_shares_rows<S>(team.size(), M, N, K);
   const index_t m = i_end - i_begin, n = j_end - j_begin;
   if (!share && (m <= 0 || n <= 0)) return;
@@ -475,12 +491,13 @@ void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixVi
     }
   };
   if (!share) return compute(i_begin, i_end, j_begin, j_end);
-  team.work_range(kGemmWorkSlot, team.rank()).reset(m > 0 && n > 0 ? (m + TL::MC - 1) / TL::MC : 0);
+  const index_t task_rows = gemm_task_rows<S>(M, N, K);
+  team.work_range(kGemmWorkSlot, team.rank()).reset(m > 0 && n > 0 ? (m + task_rows - 1) / task_rows : 0);
   team.share(kGemmWorkSlot, 0, [&](int owner, long item) {
     index_t i0, i1, j0, j1;
     extent(owner, &i0, &i1, &j0, &j1);
-    const index_t row = i0 + item * TL::MC;
-    compute(row, std::min(i1, row + TL::MC), j0, j1);
+    const index_t row = i0 + item * task_rows;
+    compute(row, std::min(i1, row + task_rows), j0, j1);
   });
 }
 
