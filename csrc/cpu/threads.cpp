@@ -58,8 +58,9 @@ class SpinBarrier {
 };
 
 // The CPUs a job's members run on. After the process had idled for 50 ms or more, the VM's
-// scheduler woke the worker on the caller's own CPU (sched_getcpu: 55 of 92 starts in
-// after_idle.py, against 2 of 5868 in back-to-back calls), and the two ranks of a call then took
+// scheduler woke the worker on the caller's own CPU at every call (sched_getcpu, counted by
+// benchmarks/patches/worker_starts.patch: 45 of 92 starts in after_idle.py, every call after a
+// pause, against 0 of 7442 in back-to-back calls), and the two ranks of a call then took
 // turns on that CPU at every barrier: 1.3-1.6 ms for a 0.3 ms call, and so on for each call after
 // it until the load balancer separated them (perf-notes, thirteenth session). So a job claims the
 // CPUs its members start on, and a worker that starts on a claimed one moves to an unclaimed CPU it
