@@ -8,7 +8,8 @@ the values call by call (each timed call after an untimed call of the same value
 
 Usage: ``python benchmarks/ab_env.py "lstm 128 1 100 f" SECONDS VAR VALUE_A VALUE_B [...]``
 (cell, H = I, B, T, ``f`` forward, ``fb`` forward+backward or ``p`` forward through weights
-packed once).
+packed once). ``VAR`` may name several variables separated by commas, all set to each value in
+turn (several patches' switches at once: ``CPU_MOVES,GTASK 0 1``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def main() -> None:
 
     def with_value(value: str) -> Callable[[], Any]:
         def run() -> Any:
-            os.environ[var] = value
+            for name in var.split(","):
+                os.environ[name] = value
             return call()
 
         return run
