@@ -85,6 +85,16 @@ def test_idle_blocks_stay_under_the_cap() -> None:
     assert _C.pool_idle_bytes() == 0
 
 
+def test_packed_weights_live_in_the_pool(rng: np.random.Generator) -> None:
+    """pack_weights' buffers come from the pool (huge pages from 2 MB up) and go back to it."""
+    H = 512  # LSTM: W_ih and R packed, 4 MB each
+    w = [rng.uniform(-0.1, 0.1, shape).astype(np.float32) for shape in ((4 * H, H), (4 * H, H), (4 * H,), (4 * H,))]
+    packed = functional.pack_weights("lstm", *w)
+    assert _C.pool_idle_bytes() == 0
+    del packed
+    assert _C.pool_idle_bytes() >= 2 * 4 * H * H * 4
+
+
 def test_unsatisfiable_sizes_are_memory_errors() -> None:
     for shape in ((2**40, 2**40), (2**70,), (2**31, 2**31, 4)):
         with pytest.raises(MemoryError, match="cannot allocate an array of shape"):

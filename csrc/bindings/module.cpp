@@ -68,20 +68,29 @@ Sizes sizes(index_t T, index_t B, index_t I, index_t H, index_t P, bool reverse,
 }
 
 // One layer's weights packed once for any number of forwards (fusedrnn.functional.PackedWeights):
-// four buffers in the running ISA's layout, owned here.
+// four buffers in the running ISA's layout, owned here. They come from the array pool: from 2 MB up
+// 2 MB-aligned and in huge pages, as the kernels' own scratch for packed weights is. A recurrent
+// matrix streamed from memory at every step (LSTM H = 1536: 38 MB) in 4 KB pages streamed more
+// slowly than the plain forward's own packing of it (perf-notes, thirteenth session).
 class PackedBuffers {
  public:
   PackedBuffers(CellKind cell, bool f64, index_t I, index_t H, index_t P) : cell(cell), f64(f64), I(I), H(H), P(P) {
     index_t sizes[4];
     cpu::kernels().packed_sizes(cell, I, H, P, f64, sizes);
-    for (int i = 0; i < 4; ++i) {
-      const std::size_t bytes = static_cast<std::size_t>(std::max<index_t>(sizes[i], 1)) * (f64 ? 8 : 4);
-      data_[i].reset(static_cast<unsigned char*>(::operator new(bytes, std::align_val_t{64})));
+    try {
+      for (int i = 0; i < 4; ++i)
+        blocks_[i] = pool::acquire(static_cast<std::size_t>(std::max<index_t>(sizes[i], 1)) * (f64 ? 8 : 4));
+    } catch (...) {
+      release();
+      throw;
     }
   }
+  ~PackedBuffers() { release(); }
+  PackedBuffers(const PackedBuffers&) = delete;
+  PackedBuffers& operator=(const PackedBuffers&) = delete;
   template <class S>
   PackedWeights<S> view() const {
-    auto at = [this](int i) { return reinterpret_cast<S*>(data_[i].get()); };
+    auto at = [this](int i) { return static_cast<S*>(blocks_[i].data); };
     return {at(0), at(1), at(2), P != H ? at(3) : nullptr};
   }
   const CellKind cell;
@@ -89,10 +98,11 @@ class PackedBuffers {
   const index_t I, H, P;
 
  private:
-  struct AlignedDelete {
-    void operator()(unsigned char* p) const { ::operator delete(p, std::align_val_t{64}); }
-  };
-  std::unique_ptr<unsigned char, AlignedDelete> data_[4];
+  void release() {
+    for (const pool::Block& block : blocks_)
+      if (block.data) pool::release(block);
+  }
+  pool::Block blocks_[4] = {};
 };
 
 template <class S>
