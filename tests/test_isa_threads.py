@@ -7,6 +7,8 @@
 - thread counts 1..4 give bitwise-identical outputs and gradients; ``set_num_threads`` validation;
   the default is the CPUs this process may run on;
 - calls from several Python threads at once, and ``set_num_threads`` while they run;
+- where the workers run: calls after pauses (a worker that wakes on the caller's CPU moves off it)
+  leave every thread's affinity as it was, and a team of two on one CPU still agrees;
 - no spinning after a call returns; denormal inputs (flushed in the kernels, never in the caller's
   floating-point state); a forked child after the parent has used the team.
 
