@@ -9,8 +9,10 @@ B, T, ``f``, ``fb`` or ``p``, the forward through weights packed once); prints t
 percentiles, medians and their ratios. With ``--ort`` the baseline is ONNX Runtime's forward (its
 session packs the weights once, so ``p`` is the like-for-like mode). ``--pause S`` (default 0.2):
 the pause before each library's calls. Calls after a pause are calls after idling
-(``after_idle.py``): our two-thread B = 1 forwards take ~1.3 ms there against 0.3 ms in steady
-state, so this harness does not read the B = 1 rows (perf-notes, twelfth session).
+(``after_idle.py``). Our two-thread B = 1 forwards took ~1.3 ms there against 0.3 ms in steady
+state, so this harness could not read the B = 1 rows (perf-notes, twelfth session). Since the
+worker moves off the caller's CPU (thirteenth session) they take ~0.5 ms, as ORT's do after its
+own pause: the B = 1 rows compare both libraries as calls after idling.
 """
 
 from __future__ import annotations
