@@ -37,12 +37,16 @@ def main() -> None:
 
         return run
 
-    times = bench._alternating_times({v: with_value(v) for v in values}, seconds, min_calls=1)
+    report(var, bench._alternating_times({v: with_value(v) for v in values}, seconds, min_calls=1))
+
+
+def report(var: str, times: dict[str, list[float]]) -> None:
+    """The 10th percentile and median of each value's times, and their ratios to the first's."""
     first = None
-    for v in values:
-        p10, median = np.percentile(np.array(times[v]) * 1e3, [10, 50])
+    for v, t in times.items():
+        p10, median = np.percentile(np.array(t) * 1e3, [10, 50])
         first = first or (p10, median)
-        print(f"{var}={v:6s} n={len(times[v])} p10 {p10:.3f} ms, median {median:.3f} ms "
+        print(f"{var}={v:6s} n={len(t)} p10 {p10:.3f} ms, median {median:.3f} ms "
               f"({p10 / first[0]:.3f}, {median / first[1]:.3f} of the first)")  # fmt: skip
 
 

@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 
+from ab_env import report  # benchmarks/ is on sys.path: this script's folder, or run_with.py's
 from fusedrnn import bench
 
 
@@ -27,14 +28,7 @@ def main() -> None:
     for value in values:
         os.environ[var] = value
         calls[value] = bench._packed_forward(cfg, arrays)  # packs now, and checks it bitwise
-    times = bench._alternating_times(calls, seconds, min_calls=1)
-    first = None
-    for value in values:
-        t = np.array(times[value])
-        p10, med = np.percentile(t, 10), np.median(t)
-        first = first or (p10, med)
-        print(f"{var}={value:<6} n={len(t)} p10 {p10 * 1e3:.3f} ms, median {med * 1e3:.3f} ms "
-              f"({p10 / first[0]:.3f}, {med / first[1]:.3f} of the first)")
+    report(var, bench._alternating_times(calls, seconds, min_calls=1))
 
 
 if __name__ == "__main__":

@@ -395,27 +395,25 @@ void pack_gemm_b(Team& team, index_t N, index_t K, MatrixView<S> B, S* packed) {
 constexpr long kGemmMinTasksPerRank = 4;
 constexpr int kGemmWorkSlot = 1;
 
-// Rows per task when gemm shares its rows: MC, except in a short product whose ranks split the
-// columns (N >= M) and whose rows are few (T * B = 100 at B = 1), where MC would leave one or two
-// tasks: there whole register tiles enough for kGemmMinTasksPerRank tasks, so that a rank that
-// starts first can take over part of one still waking up (20-60 us on this VM; perf-notes,
-// thirteenth session). In longer products the wake-up is lost in the work, and the extra passes
-// over B cost more (GRU B = 4 H = 1536: 3% slower).
+// Rows per task when gemm, given B packed already, shares its rows among `ranks` ranks; 0 where it
+// does not (fewer than kGemmMinTasksPerRank tasks per rank). MC rows, except in a short product
+// whose ranks split the columns (N >= M) and whose rows are few (T * B = 100 at B = 1), where MC
+// would leave one or two tasks: there whole register tiles enough for kGemmMinTasksPerRank tasks,
+// so that a rank that starts first can take over part of one still waking up (20-60 us on this
+// VM; perf-notes, thirteenth session). In longer products the wake-up is lost in the work, and
+// the extra passes over B cost more (GRU B = 4 H = 1536: 3% slower).
 constexpr double kGemmShortFlops = 1e8;
 template <class S>
-index_t gemm_task_rows(index_t M, index_t N, index_t K) {
+index_t gemm_task_rows(int ranks, index_t M, index_t N, index_t K) {
   using TL = Tile<S>;
-  if (N < M || 2.0 * M * N * K > kGemmShortFlops) return TL::MC;
-  const index_t rows = (M + kGemmMinTasksPerRank - 1) / kGemmMinTasksPerRank;
-  return std::min<index_t>(TL::MC, (rows + TL::MR - 1) / TL::MR * TL::MR);
-}
-
-// Whether gemm, given B packed already, shares its rows among `ranks` ranks.
-template <class S>
-bool gemm_shares_rows(int ranks, index_t M, index_t N, index_t K) {
-  const index_t rows = gemm_task_rows<S>(M, N, K);
+  if (ranks < 2 || M <= 0 || N <= 0 || K <= 0) return 0;
+  index_t rows = TL::MC;
+  if (N >= M && 2.0 * M * N * K <= kGemmShortFlops) {
+    const index_t quarter = (M + kGemmMinTasksPerRank - 1) / kGemmMinTasksPerRank;
+    rows = std::min<index_t>(TL::MC, (quarter + TL::MR - 1) / TL::MR * TL::MR);
+  }
   const long tasks = static_cast<long>((M + rows - 1) / rows);
-  return ranks > 1 && N > 0 && K > 0 && tasks >= kGemmMinTasksPerRank * (N >= M ? 1 : ranks);
+  return tasks >= kGemmMinTasksPerRank * (N >= M ? 1 : ranks) ? rows : 0;
 }
 
 // b_packed: B already packed by pack_gemm_b (then B is not read), or nullptr.
@@ -441,7 +439,8 @@ void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixVi
   // (gemm_task_rows) each: a rank that finishes early takes the others' last tasks (Team::share;
   // the ranks' speeds vary from moment to moment, perf-notes, twelfth session). Each C element is
   // summed as in the fixed split, whichever rank computes it.
-  const bool share = b_prepacked && gemm_shares_rows<S>(team.size(), M, N, K);
+  const index_t task_rows = b_prepacked ? gemm_task_rows<S>(team.size(), M, N, K) : 0;
+  const bool share = task_rows > 0;
   const index_t m = i_end - i_begin, n = j_end - j_begin;
   if (!share && (m <= 0 || n <= 0)) return;
   if (K <= 0) {
@@ -491,7 +490,6 @@ void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixVi
     }
   };
   if (!share) return compute(i_begin, i_end, j_begin, j_end);
-  const index_t task_rows = gemm_task_rows<S>(M, N, K);
   team.work_range(kGemmWorkSlot, team.rank()).reset(m > 0 && n > 0 ? (m + task_rows - 1) / task_rows : 0);
   team.share(kGemmWorkSlot, 0, [&](int owner, long item) {
     index_t i0, i1, j0, j1;
