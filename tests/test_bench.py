@@ -38,3 +38,25 @@ def test_alternating_times_take_turns_with_an_untimed_call_first() -> None:
     times = bench._alternating_times(calls, 0.0, min_calls=3)
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
     assert order == ["a", "a", "b", "b"] * 3  # each timed call after an untimed one of its own variant
+
+
+def test_rounds_give_every_call_a_block_in_each_round() -> None:
+    order: list[str] = []
+    calls = {"ours": lambda: order.append("ours"), "theirs": lambda: order.append("theirs")}
+    medians = bench._rounds_of_times(calls, rounds=3, repeats=4, pause=0.0)
+    assert set(medians) == {"ours", "theirs"} and all(m >= 0.0 for m in medians.values())
+    blocks = [name for i, name in enumerate(order) if i == 0 or order[i - 1] != name]
+    assert blocks == ["ours", "theirs"] * 3  # one block each per round, in turn
+    # per round: a warm-up, then ceil(4 / 3) calls and more until the round's share of the minimum time
+    assert min(order.count("ours"), order.count("theirs")) >= 3 * (1 + 2)
+
+
+def test_rounds_stop_a_long_call_after_one_timed_run_per_round() -> None:
+    calls: list[int] = []
+
+    def slow() -> None:
+        calls.append(1)
+        time.sleep(0.02)
+
+    bench._call_times(slow, repeats=5, budget=0.01, min_seconds=1.0, min_calls=1)
+    assert len(calls) == 2  # warm-up, then one timed call past the budget

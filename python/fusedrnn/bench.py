@@ -3,13 +3,16 @@
 Every configuration is first checked: the float32 kernels must agree with the float64 reference
 (relative error <= 1e-4 on outputs and every gradient) before anything is timed. Timings are
 medians over repeats of whole calls (argument checks and allocations included), and over at least a
-quarter second of calls, so that a short call's median is not one burst of noise. Baselines run in
-the same process: the NumPy reference (``--reference``; always in ``--quick``), torch and ONNX
-Runtime when importable (forward only for ONNX Runtime, its inference engine), and the forward
-through weights packed once (``functional.pack_weights``; ONNX Runtime's session likewise packs
-once, so that is the like-for-like inference ratio). GFLOP/s use the forward's ``2*T*B*(I+H)*G*H``
-FLOPs and three times that for forward+backward; "% peak" is against a float32 FMA loop measured at
-start-up on the same threads, the best of five readings (interference only ever lowers a reading).
+quarter second of calls, so that a short call's median is not one burst of noise. Each
+measurement's calls are spread over ``--rounds`` rounds (3) in which every library takes a turn,
+so that a burst that lasts seconds reaches a third of one library's calls rather than all of them.
+Baselines run in the same process: the NumPy reference (``--reference``; always in ``--quick``),
+torch and ONNX Runtime when importable (forward only for ONNX Runtime, its inference engine), and
+the forward through weights packed once (``functional.pack_weights``; ONNX Runtime's session
+likewise packs once, so that is the like-for-like inference ratio). GFLOP/s use the forward's
+``2*T*B*(I+H)*G*H`` FLOPs and three times that for forward+backward; "% peak" is against a float32
+FMA loop on the same threads, the best reading so far: five at start-up and one per round
+(interference only ever lowers a reading).
 """
 
 from __future__ import annotations
@@ -145,12 +148,15 @@ def _max_rel_error(cfg: Config) -> float:
     return max(float(np.max(np.abs(x - r)) / max(np.max(np.abs(r)), 1e-30)) for x, r in pairs)
 
 
-def _call_times(fn: Callable[[], Any], repeats: int, budget: float = 3.0, min_seconds: float = 0.25) -> list[float]:
+def _call_times(
+    fn: Callable[[], Any], repeats: int, budget: float = 3.0, min_seconds: float = 0.25, min_calls: int = 3
+) -> list[float]:
     """Seconds of each of at least ``repeats`` calls and at least ``min_seconds`` of them, after one
-    untimed call (a long call stops at ``budget``). The minimum matters for short calls: 30 calls of
-    0.5 ms fit inside one of this machine's bursts of neighbour load (tens of ms at 2-5x the time)
-    or the slow start after a pause, and their median then measured the burst (LSTM T=1 H=512:
-    2.3 ms against 0.5; ``benchmarks/small_calls.py after-pause`` shows such bursts)."""
+    untimed call (a long call stops at ``budget``, after ``min_calls``). The minimum matters for
+    short calls: 30 calls of 0.5 ms fit inside one of this machine's bursts of neighbour load (tens
+    of ms at 2-5x the time) or the slow start after a pause, and their median then measured the
+    burst (LSTM T=1 H=512: 2.3 ms against 0.5; ``benchmarks/small_calls.py after-pause`` shows
+    such bursts)."""
     fn()  # warm up
     times: list[float] = []
     total = 0.0
@@ -159,7 +165,7 @@ def _call_times(fn: Callable[[], Any], repeats: int, budget: float = 3.0, min_se
         fn()
         times.append(time.perf_counter() - t0)
         total += times[-1]
-        if total > budget and len(times) >= 3:
+        if total > budget and len(times) >= min_calls:
             break
     return times
 
@@ -268,10 +274,41 @@ def _ort_forward(
     return lambda: session.run(["Y"], feeds)
 
 
+def _rounds_of_times(
+    calls: dict[str, Callable[[], Any]], rounds: int, repeats: int, pause: float,
+    each_round: Callable[[], Any] | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """The median seconds of each call, its timed calls spread over ``rounds`` rounds in which every
+    call takes a block in turn (``ceil(repeats / rounds)`` calls and a share of the minimum time
+    each), ``pause`` seconds before each round. A burst of neighbour load on the shared VM lasts
+    seconds: with one block per call it moved a row's ratio against torch by up to 2x (perf-notes,
+    thirteenth and fourteenth sessions); spread over rounds it lands in a third of a call's samples
+    and the median passes over it, while the blocks stay long enough (calls back to back) for the
+    libraries' threads to run as in a loop of calls. ``each_round`` runs after each pause."""
+    per_round = math.ceil(repeats / rounds)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        time.sleep(pause)
+        if each_round is not None:
+            each_round()
+        for name, fn in calls.items():
+            times[name] += _call_times(fn, per_round, 3.0 / rounds, 0.25 / rounds, min_calls=1)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def run(configs: list[Config], repeats: int, with_reference: bool, with_torch: bool, with_ort: bool,
-        peak: float) -> list[dict[str, Any]]:  # fmt: skip
-    """Check and time each configuration; prints and returns one row per configuration."""
+        peak: float, rounds: int = 3) -> list[dict[str, Any]]:  # fmt: skip
+    """Check and time each configuration; prints and returns one row per configuration. ``peak``: the
+    best FMA-loop reading so far; each round takes another, and a row's "% peak" is against the best
+    reading up to it (one reading in a burst of neighbour load read half the peak: perf-notes,
+    fourteenth session)."""
     from threadpoolctl import threadpool_limits
+
+    from . import _C
+
+    def read_peak() -> None:
+        nonlocal peak
+        peak = max(peak, _C.fma_peak_gflops())
 
     rows = []
     threads = _runtime.get_num_threads()
@@ -285,26 +322,23 @@ def run(configs: list[Config], repeats: int, with_reference: bool, with_torch: b
             raise RuntimeError(f"{cfg}: kernels disagree with the reference (max relative error {err:.2e})")
         a = _arrays(cfg, np.float32)
         fwd, both = _runner(functional, cfg, a)
-        row: dict[str, Any] = {"config": str(cfg), "check": err, "flops": cfg.forward_flops, "peak": peak}
-        # The previous configuration's baselines leave threads spinning on the cores for a while
-        # (ONNX Runtime's pool and torch's OpenMP team spin-wait by default): our first timing ran
-        # 1.5-2x slow beside them on short configurations. Let them go to sleep first.
-        time.sleep(0.5)
-        row["fwd"] = _median_seconds(fwd, repeats)
-        row["fwdbwd"] = _median_seconds(both, repeats)
-        row["packed_fwd"] = _median_seconds(_packed_forward(cfg, a), repeats)
+        row: dict[str, Any] = {"config": str(cfg), "check": err, "flops": cfg.forward_flops}
+        calls = {"fwd": fwd, "fwdbwd": both, "packed_fwd": _packed_forward(cfg, a)}
+        torch_fns = _torch_runners(cfg, a) if with_torch else None
+        if torch_fns is not None:
+            calls["torch_fwd"], calls["torch_fwdbwd"] = torch_fns
+        ort_fwd = _ort_forward(cfg, a, threads) if with_ort else None
+        if ort_fwd is not None:
+            calls["ort_fwd"] = ort_fwd
+        # Each round starts with ours after the baselines' calls, which leave threads spinning on the
+        # cores for a while (ONNX Runtime's pool and torch's OpenMP team spin-wait by default): our
+        # first timing ran 1.5-2x slow beside them on short configurations. Let them go to sleep first.
+        row.update(_rounds_of_times(calls, rounds, repeats, pause=0.5, each_round=read_peak))
+        row["peak"] = peak
         if with_reference:
             rfwd, rboth = _runner(reference, cfg, a)
             row["ref_fwd"] = _median_seconds(rfwd, 3, min_seconds=0.0)
             row["ref_fwdbwd"] = _median_seconds(rboth, 3, min_seconds=0.0)
-            time.sleep(0.2)  # for OpenBLAS's spinning threads to go to sleep before the next timing
-        torch_fns = _torch_runners(cfg, a) if with_torch else None
-        if torch_fns is not None:
-            row["torch_fwd"] = _median_seconds(torch_fns[0], repeats)
-            row["torch_fwdbwd"] = _median_seconds(torch_fns[1], repeats)
-        ort_fwd = _ort_forward(cfg, a, threads) if with_ort else None
-        if ort_fwd is not None:
-            row["ort_fwd"] = _median_seconds(ort_fwd, repeats)
         rows.append(row)
         print(_format_row(row), flush=True)
     return rows
@@ -359,7 +393,7 @@ def _plot(rows: list[dict[str, Any]], path: str) -> None:
     height = 0.8 / len(series)
     for k, (label, values) in enumerate(series):
         ax.barh([i + k * height for i in range(len(rows))], values, height, label=label)
-    ax.axvline(rows[0]["peak"], color="k", linestyle="--", label="FMA peak")
+    ax.axvline(max(row["peak"] for row in rows), color="k", linestyle="--", label="FMA peak")
     ax.set_yticks([i + 0.4 - height / 2 for i in range(len(rows))], labels)
     ax.set_xlabel("forward GFLOP/s (float32)")
     ax.invert_yaxis()
@@ -421,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--deepbench", action="store_true", help="DeepBench training sizes scaled to this machine")
     which.add_argument("--generation", action="store_true", help="one step of one sequence per call (T = B = 1)")
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per measurement (median)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds over which each measurement's runs are spread, every library taking a turn in each")
     parser.add_argument("--threads", type=int, default=None, help="threads for every library (default: all CPUs)")
     parser.add_argument("--reference", action="store_true", help="also time the NumPy reference (slow)")
     parser.add_argument("--no-torch", action="store_true", help="skip torch even when importable")
@@ -435,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     if args.device == "cuda":
         from . import bench_cuda
 
@@ -473,7 +511,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.gemm:
         return gemm_table(configs, args.repeats, threads, peak)
     print(f"{'config (float32)':<32} {'fwd ms':>9} {'GFLOP/s':>7} {'peak':>6} {'f+b ms':>10} {'GFLOP/s':>7}")
-    rows = run(configs, args.repeats, with_reference, with_torch, with_ort, peak)
+    rows = run(configs, args.repeats, with_reference, with_torch, with_ort, peak, args.rounds)
+    best_peak = max(row["peak"] for row in rows)
+    if best_peak > peak:
+        print(f"float32 FMA peak, best reading over the run: {best_peak:.0f} GFLOP/s (rows against the best so far)")
     summary = _summary(rows)
     if summary:
         print(summary)
