@@ -1,8 +1,8 @@
 """The kernels' own GEMM, exposed as ``_C.gemm`` for ``python -m fusedrnn bench --gemm``.
 
-Against float64 products on shapes that are not multiples of the register tiles or of the cache
-blocks (KC = 256, or 1024 on AVX-512; MC = 96; NC = 2048), bitwise identical for 1..3 threads,
-and the bench mode end to end.
+Against float64 products on shapes that are not multiples of the register tiles (6 rows, and on
+AVX-512 12 rows from 192 rows up) or of the cache blocks (KC = 256, or 1024 on AVX-512; MC = 96;
+NC = 2048), bitwise identical for 1..3 threads and for either tile, and the bench mode end to end.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from conftest import fusedrnn
 from fusedrnn import _C, bench
 
 
-SHAPES = [(1, 1, 1), (2, 40, 30), (3, 70, 1100), (7, 33, 5), (97, 65, 257), (300, 17, 600), (40, 50, 2100), (5, 2100, 3), (4, 6, 0)]
+SHAPES = [(1, 1, 1), (2, 40, 30), (3, 70, 1100), (7, 33, 5), (97, 65, 257), (300, 17, 600), (40, 50, 2100), (5, 2100, 3), (4, 6, 0),
+          (203, 45, 1030), (385, 70, 9)]
 
 
 @pytest.mark.parametrize("M,N,K", SHAPES)
@@ -32,7 +33,7 @@ def test_gemm_matches_float64(M: int, N: int, K: int, rng: np.random.Generator) 
 
 
 @pytest.mark.parametrize("transpose_a,transpose_b", [(True, False), (False, True), (True, True)])
-@pytest.mark.parametrize("M,N,K", [(7, 33, 5), (97, 65, 257), (40, 50, 2100)])
+@pytest.mark.parametrize("M,N,K", [(7, 33, 5), (97, 65, 257), (40, 50, 2100), (205, 33, 1100)])
 def test_gemm_transposed_operands(M: int, N: int, K: int, transpose_a: bool, transpose_b: bool,
                                   rng: np.random.Generator) -> None:  # fmt: skip
     a = rng.standard_normal((K, M) if transpose_a else (M, K), dtype=np.float32)
@@ -56,6 +57,17 @@ def test_gemm_is_the_same_for_every_thread_count(rng: np.random.Generator) -> No
         fusedrnn.set_num_threads(before)
     for c in results[1:]:
         np.testing.assert_array_equal(c, results[0])
+
+
+@pytest.mark.parametrize("transpose_a", [False, True])
+def test_gemm_rows_are_the_same_whichever_tile_computes_them(transpose_a: bool, rng: np.random.Generator) -> None:
+    # 250 rows take the wide tile on AVX-512, their first 100 alone the narrow one; each element is
+    # the same sum in the same order either way.
+    a = rng.standard_normal((1030, 250) if transpose_a else (250, 1030), dtype=np.float32)
+    b = rng.standard_normal((1030, 37), dtype=np.float32)
+    whole = _C.gemm(a, b, transpose_a, False)
+    first = _C.gemm(np.ascontiguousarray(a[:, :100] if transpose_a else a[:100]), b, transpose_a, False)
+    np.testing.assert_array_equal(first, whole[:100])
 
 
 def test_gemm_rejects_mismatched_shapes() -> None:

@@ -149,6 +149,14 @@ template <class S>
 struct Tile {
   static constexpr int NR = 2 * kVectorBytes / static_cast<int>(sizeof(S));
   static constexpr int MR = kVectorBytes == 16 ? 4 : 6;
+  // Rows of the register tile in GEMMs of at least kWideFromRows rows: on AVX-512 12 (24 of the 32
+  // vector registers hold accumulators, and each k's loads of B feed twice as many FMAs). In-process
+  // A/B (perf-notes, fourteenth session): GEMMs 0.955-0.996 of the time on the kernels' large
+  // shapes, LSTM H=1024 B=64 forward 0.981-0.984, even in forward + backward. Shorter GEMMs keep
+  // MR: at T * B = 100 rows 12-row tiles leave too few row tasks to share (gemm_task_rows), and a
+  // B = 1 forward read 1.02-1.03x slower; at M = 1-4 the GEMM read 1.03-1.05x.
+  static constexpr int MR_WIDE = kVectorBytes == 64 ? 12 : MR;
+  static constexpr index_t kWideFromRows = 192;
   // KC on AVX-512 (Zen 4, `bench --gemm` shapes): 128 lost 15%, 512 gained 3-10% over 256 and
   // 1024 a little more (M=3200 N=1024 K=4096: 162 -> 131-134 ms; LSTM H=1024 B=64 forward +
   // backward 1006-1138 -> 965-1003 ms).
@@ -182,8 +190,8 @@ FUSEDRNN_INLINE void transpose8x8(__m256 (&r)[8]) {
 // multiple of 8; the caller moves the rest): float panels through 8 x 8 register transposes, where
 // element by element such a transpose took ~4 cycles per element (derived from perf shares: 17%
 // of an LSTM T=25 B=1 H=1024 forward in pack_rows, a quarter in the GEMM's packing of W_ih).
-// R a multiple of 8, or 6 (the GEMM's A panels on AVX2/AVX-512: its dx GEMM 5% faster). Other
-// types: 0.
+// R a multiple of 8, or 6 or 12 (the GEMM's A panels on AVX2/AVX-512: its dx GEMM 5% faster).
+// Other types: 0.
 template <int R, class S>
 index_t transpose_panel(const S* rows, index_t stride, index_t depth, S* out, index_t out_stride) {
   index_t k = 0;
@@ -205,6 +213,23 @@ index_t transpose_panel(const S* rows, index_t stride, index_t depth, S* out, in
       v[6] = v[7] = _mm256_setzero_ps();
       transpose8x8(v);
       for (int j = 0; j < 8; ++j) _mm256_storeu_ps(out + (k + j) * out_stride, v[j]);
+    }
+  } else if constexpr (std::is_same_v<S, float> && R == 12) {  // the GEMM's wide A panels on AVX-512
+    // Rows 0-7 in one transpose, rows 8-11 and four zero rows in another. Each k's second half (8
+    // floats from column 8) is stored first: its four extra floats land on the next k's first
+    // four, which that k's first half then overwrites (out_stride == 12). As for R == 6, the last
+    // 8 k's are left to the caller, so nothing is written past the panel.
+    __m256 w[8];
+    for (; k + 8 < depth; k += 8) {
+      for (int i = 0; i < 8; ++i) v[i] = _mm256_loadu_ps(rows + i * stride + k);
+      for (int i = 0; i < 4; ++i) w[i] = _mm256_loadu_ps(rows + (8 + i) * stride + k);
+      w[4] = w[5] = w[6] = w[7] = _mm256_setzero_ps();
+      transpose8x8(v);
+      transpose8x8(w);
+      for (int j = 0; j < 8; ++j) {
+        _mm256_storeu_ps(out + (k + j) * out_stride + 8, w[j]);
+        _mm256_storeu_ps(out + (k + j) * out_stride, v[j]);
+      }
     }
   }
 #else
@@ -318,11 +343,11 @@ struct Simd {
 // C[rows, cols] (+)= a b for one tile: a holds MR rows per k (Rows of them real), b NR columns per
 // k. Rows is a template parameter so that a short tile (a GEMM with M < MR, as T * B = 1 in
 // generation) does only its own rows' multiply-adds.
-template <class S, int Rows>
+template <class S, int Rows, int MR>
 void micro_kernel(index_t depth, const S* a, const S* b, S* c, index_t ldc, index_t cols, bool overwrite,
                   const S* bias) {
   using V = typename Simd<S>::V;
-  constexpr int MR = Tile<S>::MR, NR = Tile<S>::NR, W = Simd<S>::W, NV = NR / W;
+  constexpr int NR = Tile<S>::NR, W = Simd<S>::W, NV = NR / W;
   V acc[Rows][NV];
   for (int i = 0; i < Rows; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = V{};
@@ -359,13 +384,13 @@ void micro_kernel(index_t depth, const S* a, const S* b, S* c, index_t ldc, inde
   }
 }
 
-// micro_kernel for a run-time row count, 1 <= rows <= MR.
-template <class S, int Rows = Tile<S>::MR>
+// micro_kernel for a run-time row count, 1 <= rows <= MR (a holds MR rows per k).
+template <class S, int MR, int Rows = MR>
 void micro_kernel(index_t rows, index_t depth, const S* a, const S* b, S* c, index_t ldc, index_t cols,
                   bool overwrite, const S* bias) {
   if constexpr (Rows > 1)
-    if (rows < Rows) return micro_kernel<S, Rows - 1>(rows, depth, a, b, c, ldc, cols, overwrite, bias);
-  micro_kernel<S, Rows>(depth, a, b, c, ldc, cols, overwrite, bias);
+    if (rows < Rows) return micro_kernel<S, MR, Rows - 1>(rows, depth, a, b, c, ldc, cols, overwrite, bias);
+  micro_kernel<S, Rows, MR>(depth, a, b, c, ldc, cols, overwrite, bias);
 }
 
 // All of B [K, N] packed as gemm packs one block of it: the block (jc, pc) starts at
@@ -403,23 +428,23 @@ constexpr int kGemmWorkSlot = 1;
 // VM; perf-notes, thirteenth session). In longer products the wake-up is lost in the work, and
 // the extra passes over B cost more (GRU B = 4 H = 1536: 3% slower).
 constexpr double kGemmShortFlops = 1e8;
-template <class S>
+template <class S, int MR>
 index_t gemm_task_rows(int ranks, index_t M, index_t N, index_t K) {
   using TL = Tile<S>;
   if (ranks < 2 || M <= 0 || N <= 0 || K <= 0) return 0;
   index_t rows = TL::MC;
   if (N >= M && 2.0 * M * N * K <= kGemmShortFlops) {
     const index_t quarter = (M + kGemmMinTasksPerRank - 1) / kGemmMinTasksPerRank;
-    rows = std::min<index_t>(TL::MC, (quarter + TL::MR - 1) / TL::MR * TL::MR);
+    rows = std::min<index_t>(TL::MC, (quarter + MR - 1) / MR * MR);
   }
   const long tasks = static_cast<long>((M + rows - 1) / rows);
   return tasks >= kGemmMinTasksPerRank * (N >= M ? 1 : ranks) ? rows : 0;
 }
 
-// b_packed: B already packed by pack_gemm_b (then B is not read), or nullptr.
-template <class S>
-void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixView<S> B, S* C, index_t ldc,
-          bool accumulate, const S* column_bias = nullptr, const S* b_prepacked = nullptr) {
+// gemm with register tiles of MR rows.
+template <class S, int MR>
+void gemm_tiled(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixView<S> B, S* C, index_t ldc,
+                bool accumulate, const S* column_bias, const S* b_prepacked) {
   using TL = Tile<S>;
   // Split the larger dimension among the ranks, in whole tiles: rank r's rows and columns.
   auto extent = [&](int r, index_t* i0, index_t* i1, index_t* j0, index_t* j1) {
@@ -429,8 +454,8 @@ void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixVi
       team.split(r, (N + TL::NR - 1) / TL::NR, &b, &e);
       *j0 = std::min<index_t>(N, b * TL::NR), *j1 = std::min<index_t>(N, e * TL::NR);
     } else {
-      team.split(r, (M + TL::MR - 1) / TL::MR, &b, &e);
-      *i0 = std::min<index_t>(M, b * TL::MR), *i1 = std::min<index_t>(M, e * TL::MR);
+      team.split(r, (M + MR - 1) / MR, &b, &e);
+      *i0 = std::min<index_t>(M, b * MR), *i1 = std::min<index_t>(M, e * MR);
     }
   };
   index_t i_begin, i_end, j_begin, j_end;
@@ -439,7 +464,7 @@ void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixVi
   // (gemm_task_rows) each: a rank that finishes early takes the others' last tasks (Team::share;
   // the ranks' speeds vary from moment to moment, perf-notes, twelfth session). Each C element is
   // summed as in the fixed split, whichever rank computes it.
-  const index_t task_rows = b_prepacked ? gemm_task_rows<S>(team.size(), M, N, K) : 0;
+  const index_t task_rows = b_prepacked ? gemm_task_rows<S, MR>(team.size(), M, N, K) : 0;
   const bool share = task_rows > 0;
   const index_t m = i_end - i_begin, n = j_end - j_begin;
   if (!share && (m <= 0 || n <= 0)) return;
@@ -453,7 +478,7 @@ void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixVi
   const index_t nc_max = std::min(n, TL::NC), kc_max = std::min(K, TL::KC);
   const index_t mc_max = std::min(share ? M : m, TL::MC);  // a task of another rank's: up to MC rows
   const Scratch<S> b_packed(kGemmBSlot, b_prepacked ? 0 : padded_panels<S>(nc_max) * kc_max);
-  const Scratch<S> a_packed(kGemmASlot, ((mc_max + TL::MR - 1) / TL::MR) * TL::MR * kc_max);
+  const Scratch<S> a_packed(kGemmASlot, ((mc_max + MR - 1) / MR) * MR * kc_max);
   // Tile order within a block. Column panel by column panel (each B panel reused from L1/L2 by
   // every row tile) unless this rank's C is larger than the L2 and its B block at most 4 MB: then
   // row tile by row tile, so that C is written as a stream of whole rows rather than 96 rows at
@@ -472,18 +497,18 @@ void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixVi
         if (!b_prepacked) pack_panels<S, TL::NR>(Bt, jc, nc, pc, kc, b_packed.get());
         for (index_t ic = i_lo; ic < i_hi; ic += TL::MC) {
           const index_t mc = std::min(TL::MC, i_hi - ic);
-          pack_panels<S, TL::MR>(A, ic, mc, pc, kc, a_packed.get());
+          pack_panels<S, MR>(A, ic, mc, pc, kc, a_packed.get());
           auto tile = [&](index_t ir, index_t jr) {
-            micro_kernel<S>(std::min<index_t>(TL::MR, mc - ir), kc, a_packed.get() + ir * kc, b_block + jr * kc,
+            micro_kernel<S, MR>(std::min<index_t>(MR, mc - ir), kc, a_packed.get() + ir * kc, b_block + jr * kc,
                             C + (ic + ir) * ldc + jc + jr, ldc, std::min<index_t>(TL::NR, nc - jr), overwrite,
                             column_bias ? column_bias + jc + jr : nullptr);
           };
           if (rows_outer) {
-            for (index_t ir = 0; ir < mc; ir += TL::MR)
+            for (index_t ir = 0; ir < mc; ir += MR)
               for (index_t jr = 0; jr < nc; jr += TL::NR) tile(ir, jr);
           } else {
             for (index_t jr = 0; jr < nc; jr += TL::NR)
-              for (index_t ir = 0; ir < mc; ir += TL::MR) tile(ir, jr);
+              for (index_t ir = 0; ir < mc; ir += MR) tile(ir, jr);
           }
         }
       }
@@ -497,6 +522,18 @@ void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixVi
     const index_t row = i0 + item * task_rows;
     compute(row, std::min(i1, row + task_rows), j0, j1);
   });
+}
+
+// b_packed: B already packed by pack_gemm_b (then B is not read), or nullptr. Every C element is
+// the same sum in the same order whichever tile computes it, so the choice of tile never changes
+// a result.
+template <class S>
+void gemm(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, MatrixView<S> B, S* C, index_t ldc,
+          bool accumulate, const S* column_bias = nullptr, const S* b_prepacked = nullptr) {
+  using TL = Tile<S>;
+  if (TL::MR_WIDE != TL::MR && M >= TL::kWideFromRows)
+    return gemm_tiled<S, TL::MR_WIDE>(team, M, N, K, A, B, C, ldc, accumulate, column_bias, b_prepacked);
+  gemm_tiled<S, TL::MR>(team, M, N, K, A, B, C, ldc, accumulate, column_bias, b_prepacked);
 }
 
 // out[c] = sum over rows of M[row][c] for this rank's columns, rows in order.
