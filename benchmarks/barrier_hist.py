@@ -23,17 +23,14 @@ import time
 import numpy as np
 
 import fusedrnn
+from configs import config_arguments  # benchmarks/ is on sys.path: this script's folder, or run_with.py's
 from fusedrnn import _C, bench
 
 EDGES = ["<0.1", "<0.3", "<1", "<3", "<10", "<30", "<100", ">=100"]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("cell")
-    ap.add_argument("H", type=int)
-    ap.add_argument("B", type=int)
-    ap.add_argument("T", type=int)
+    ap = config_arguments(argparse.ArgumentParser())
     ap.add_argument("--caller-cpu", type=int)
     args = ap.parse_args()
     fusedrnn.set_num_threads(2)

@@ -17,15 +17,12 @@ import argparse
 import numpy as np
 import torch
 
+from configs import config_arguments  # benchmarks/ is on sys.path: this script's folder, or run_with.py's
 from fusedrnn import bench, functional
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("cell")
-    ap.add_argument("H", type=int)
-    ap.add_argument("B", type=int)
-    ap.add_argument("T", type=int)
+    ap = config_arguments(argparse.ArgumentParser())
     ap.add_argument("pairs", type=int, nargs="?", default=3)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=7)

@@ -25,15 +25,12 @@ import time
 import numpy as np
 
 import fusedrnn
+from configs import config_arguments  # benchmarks/ is on sys.path: this script's folder, or run_with.py's
 from fusedrnn import _C, bench
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("cell")
-    ap.add_argument("H", type=int)
-    ap.add_argument("B", type=int)
-    ap.add_argument("T", type=int)
+    ap = config_arguments(argparse.ArgumentParser())
     ap.add_argument("mode", choices=("f", "p"))
     ap.add_argument("--input-size", type=int)
     ap.add_argument("--seconds", type=float, default=4.0)
