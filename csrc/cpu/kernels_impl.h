@@ -151,10 +151,11 @@ struct Tile {
   static constexpr int MR = kVectorBytes == 16 ? 4 : 6;
   // Rows of the register tile in GEMMs of at least kWideFromRows rows: on AVX-512 12 (24 of the 32
   // vector registers hold accumulators, and each k's loads of B feed twice as many FMAs). In-process
-  // A/B (perf-notes, fourteenth session): GEMMs 0.955-0.996 of the time on the kernels' large
-  // shapes, LSTM H=1024 B=64 forward 0.981-0.984, even in forward + backward. Shorter GEMMs keep
-  // MR: at T * B = 100 rows 12-row tiles leave too few row tasks to share (gemm_task_rows), and a
-  // B = 1 forward read 1.02-1.03x slower; at M = 1-4 the GEMM read 1.03-1.05x.
+  // A/B (perf-notes, fourteenth session; benchmarks/patches/gemm_wide.patch): most of the kernels'
+  // large GEMMs 0.970-0.994 of the time, LSTM H=1024 B=64 forwards 0.957-0.993, forward +
+  // backward 0.983-0.984. Shorter GEMMs keep MR: at T * B = 100 rows 12-row tiles leave too few
+  // row tasks to share (gemm_task_rows), and a B = 1 forward read 1.026-1.027x slower; at M = 1-4
+  // the GEMM read 1.04-1.05x.
   static constexpr int MR_WIDE = kVectorBytes == 64 ? 12 : MR;
   static constexpr index_t kWideFromRows = 192;
   // KC on AVX-512 (Zen 4, `bench --gemm` shapes): 128 lost 15%, 512 gained 3-10% over 256 and
