@@ -30,7 +30,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "codegen_check.
 KNOWN = {
     # float64 on AVX2 is 4 lanes; GCC leaves the tanh of those 4 scalar (float64 Elman forward only).
     "avx2": re.compile(r"^scalar: \d+ scalar divisions: "
-                       r".*forward_step<fusedrnn::avx2::RnnCell<false>, false, (true|false), double>"),
+                       r".*forward_step<fusedrnn::avx2::RnnCell<false>, false, (true|false), false, double>"),
     # a few vectors kept on the stack around the tanh derivative (Elman backward).
     "avx512": re.compile(r"^spill: .*backward_block<fusedrnn::avx512::RnnCell<false>, (float|double)>"),
 }

@@ -142,6 +142,9 @@ GRID: dict[str, tuple[int, int, int, int, Any, bool]] = {
     # B >= 8 (kPrefetchRFromBatch): the forward's step prefetches R although it is in cache.
     "B70": (3, 70, 20, 64, "random", False),
     "I70_H70": (5, 9, 70, 70, None, True),
+    # B >= 8 without lengths: an AVX-512 LSTM's float32 step reads h packed in groups of 8 (4 whole
+    # groups and one of 5), its rows shared in tasks of 32.
+    "B37_packed_h": (4, 37, 20, 64, None, True),
     # R over 4 MB for every cell: the step products prefetch it as a stream from memory.
     "H1100_streams": (2, 3, 5, 1100, [2, 1, 2], True),
 }
@@ -295,6 +298,21 @@ def test_lengths_integer_kinds_equal(cell: str, rng: np.random.Generator) -> Non
         out, grads = run(cell, a, lengths=lengths)
         assert_identical(out, expected[0])
         assert_identical(grads, expected[1])
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("B", [8, 13, 37])
+@pytest.mark.parametrize("cell", CELLS)
+def test_full_lengths_equal_no_lengths(cell: str, B: int, reverse: bool, rng: np.random.Generator) -> None:
+    """lengths of T everywhere give bit for bit the results of no lengths. Without lengths an AVX-512
+    LSTM's float32 step reads h packed in groups of 8; with them it reads h's rows 6 at a time."""
+    T = 5
+    p = make_problem(rng, cell, T, B, 20, 64)
+    a = p.cast(np.float32)
+    expected = run(cell, a, reverse=reverse)
+    out, grads = run(cell, a, lengths=np.full(B, T), reverse=reverse)
+    assert_identical(out, expected[0])
+    assert_identical(grads, expected[1])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -628,10 +628,11 @@ bool streams_from_memory(index_t r_packed_size) {
 // slower, at B = 4 0-7%. The backward's walk gains nothing.
 constexpr index_t kPrefetchRFromBatch = 8;
 
-// One k of block_product_rows: acc[r][g] += block[k][g] * v[r][k]. Always inlined, and called
-// with a constant index into the caller's accumulators, so that they stay in registers (when GCC
-// kept this a lambda over acc[s] with a loop over s, it stored every accumulator at every k).
-template <int GG, int Rows, bool PrefetchR, class V, class S>
+// One k of block_product_rows: acc[r][g] += block[k][g] * v[r][k], or with a packed v (Stride > 0)
+// v[0][k * Stride + r]. Always inlined, and called with a constant index into the caller's
+// accumulators, so that they stay in registers (when GCC kept this a lambda over acc[s] with a loop
+// over s, it stored every accumulator at every k).
+template <int GG, int Rows, bool PrefetchR, int Stride, class V, class S>
 FUSEDRNN_INLINE void block_product_step(const S* block, const S* const* v, index_t k, V (&acc)[Rows][GG]) {
   constexpr int U = kUnits<S>;
   const S* bk = block + k * GG * U;
@@ -645,7 +646,7 @@ FUSEDRNN_INLINE void block_product_step(const S* block, const S* const* v, index
   V rv[GG];
   for (int g = 0; g < GG; ++g) rv[g] = Simd<S>::load(bk + g * U);
   for (int r = 0; r < Rows; ++r) {
-    const V x = Simd<S>::broadcast(v[r][k]);
+    const V x = Simd<S>::broadcast(Stride > 0 ? v[0][k * Stride + r] : v[r][k]);
     for (int g = 0; g < GG; ++g) acc[r][g] = Simd<S>::fma(rv[g], x, acc[r][g]);
   }
 }
@@ -653,27 +654,29 @@ FUSEDRNN_INLINE void block_product_step(const S* block, const S* const* v, index
 // Several sequences share each vector of R loaded: out[r*out_stride + g*U + u] = bias[g*U + u] +
 // sum_k block[k][g][u] * v[r][k] for r < Rows, g < GG (one vector of kUnits each), with
 // k split into Split interleaved partial sums added in a fixed order at the end. Split x Rows x GG
-// accumulators, at most 12: they and the GG vectors of R fit the 16 AVX2 registers.
-template <int GG, int Rows, int Split, bool PrefetchR, class S>
+// accumulators, at most 12 (they and the GG vectors of R fit the 16 AVX2 registers), or 16 over a
+// packed v on AVX-512 (kPackedRows).
+template <int GG, int Rows, int Split, bool PrefetchR, int Stride, class S>
 inline void block_product_rows(const S* block, const S* const* v, index_t K, const S* bias, S* out,
                                index_t out_stride) {
   using V = typename Simd<S>::V;
   constexpr int U = kUnits<S>;
-  static_assert(U == Simd<S>::W && Split * Rows * GG <= 12 && (Split == 1 || Split == 2 || Split == 4));
+  static_assert(U == Simd<S>::W && Split * Rows * GG <= (Stride > 0 ? 16 : 12) &&
+                (Split == 1 || Split == 2 || Split == 4));
   V acc[Split][Rows][GG];
   for (int s = 0; s < Split; ++s)
     for (int r = 0; r < Rows; ++r)
       for (int g = 0; g < GG; ++g) acc[s][r][g] = (bias && s == 0) ? Simd<S>::load(bias + g * U) : V{};
   index_t k = 0;
   for (; k + Split <= K; k += Split) {  // written out: a loop over s left acc[s] in memory
-    block_product_step<GG, Rows, PrefetchR>(block, v, k, acc[0]);
-    if constexpr (Split >= 2) block_product_step<GG, Rows, PrefetchR>(block, v, k + 1, acc[1]);
+    block_product_step<GG, Rows, PrefetchR, Stride>(block, v, k, acc[0]);
+    if constexpr (Split >= 2) block_product_step<GG, Rows, PrefetchR, Stride>(block, v, k + 1, acc[1]);
     if constexpr (Split == 4) {
-      block_product_step<GG, Rows, PrefetchR>(block, v, k + 2, acc[2]);
-      block_product_step<GG, Rows, PrefetchR>(block, v, k + 3, acc[3]);
+      block_product_step<GG, Rows, PrefetchR, Stride>(block, v, k + 2, acc[2]);
+      block_product_step<GG, Rows, PrefetchR, Stride>(block, v, k + 3, acc[3]);
     }
   }
-  for (; k < K; ++k) block_product_step<GG, Rows, PrefetchR>(block, v, k, acc[0]);
+  for (; k < K; ++k) block_product_step<GG, Rows, PrefetchR, Stride>(block, v, k, acc[0]);
   for (int s = 1; s < Split; ++s)
     for (int r = 0; r < Rows; ++r)
       for (int g = 0; g < GG; ++g) acc[0][r][g] += acc[s][r][g];
@@ -687,6 +690,15 @@ template <int G>
 constexpr int kGateGroup = G == 4 ? 2 : G;
 template <int GG>
 constexpr int kMaxRows = GG == 1 ? 8 : 12 / GG;
+// Sequences per pass when the step's h is packed k-major per group (pack_h_groups), or 0 where it
+// is not: LSTM float forwards on AVX-512, 8 rows of a gate pair (16 accumulators). Reading h row by
+// row, 8- and 12-row passes were 1-3% and 2-6% slower than 6-row ones; over one packed stream
+// 8 rows read 0.966-0.993 of the 6-row time at B = 16-64, H = 256-512, and 12 rows were still
+// slower (perf-notes, fourteenth session; benchmarks/patches/step_acc.patch).
+template <int GG, class S>
+constexpr int kPackedRows = kVectorBytes == 64 && GG == 2 && std::is_same_v<S, float> ? 8 : 0;
+// From this batch up (below it, packing h at every step cost a B = 1 forward 13-21%).
+constexpr index_t kPackedHFromBatch = 8;
 
 // The k split for a call with batch B: with fewer than 6 accumulators too few multiply-adds are in
 // flight to hide the FMA latency (5 cycles at one per cycle). It depends on B only, never on how
@@ -697,19 +709,34 @@ int k_split(index_t B) {
   return B * GG <= 2 ? 4 : B * GG <= 4 ? 2 : 1;
 }
 
-// The same for a run-time count of rows (1 <= rows <= kMaxRows<GG>, rows * GG * split <= 12).
-template <int GG, bool PrefetchR, class S, int N = 1>
+// The same for a run-time count of rows (1 <= rows <= MaxRows, rows * GG * split <= 12, or 16 over
+// a packed v: Stride == MaxRows).
+template <int GG, bool PrefetchR, class S, int MaxRows = kMaxRows<GG>, int Stride = 0, int N = 1>
 inline void block_product_rows(int rows, int split, const S* block, const S* const* v, index_t K, const S* bias,
                                S* out, index_t out_stride) {
-  if constexpr (N <= kMaxRows<GG>) {
+  if constexpr (N <= MaxRows) {
     if (rows == N) {
       if constexpr (4 * N * GG <= 12)
-        if (split == 4) return block_product_rows<GG, N, 4, PrefetchR>(block, v, K, bias, out, out_stride);
+        if (split == 4) return block_product_rows<GG, N, 4, PrefetchR, Stride>(block, v, K, bias, out, out_stride);
       if constexpr (2 * N * GG <= 12)
-        if (split == 2) return block_product_rows<GG, N, 2, PrefetchR>(block, v, K, bias, out, out_stride);
-      return block_product_rows<GG, N, 1, PrefetchR>(block, v, K, bias, out, out_stride);
+        if (split == 2) return block_product_rows<GG, N, 2, PrefetchR, Stride>(block, v, K, bias, out, out_stride);
+      return block_product_rows<GG, N, 1, PrefetchR, Stride>(block, v, K, bias, out, out_stride);
     }
-    block_product_rows<GG, PrefetchR, S, N + 1>(rows, split, block, v, K, bias, out, out_stride);
+    block_product_rows<GG, PrefetchR, S, MaxRows, Stride, N + 1>(rows, split, block, v, K, bias, out, out_stride);
+  }
+}
+
+// out[g][k][r] = h[g * Rows + r][k] for the groups of Rows sequences in [0, B) (zero past B): the
+// step's h for passes that read one stream of it (kPackedRows). Each rank packs all of it, from h
+// complete after the previous step's barrier, into its own buffer.
+template <int Rows, class S>
+void pack_h_groups(const S* h, index_t B, index_t P, S* out) {
+  for (index_t b0 = 0; b0 < B; b0 += Rows, out += Rows * P) {
+    const index_t real = std::min<index_t>(Rows, B - b0);
+    const S* rows = h + b0 * P;
+    const index_t done = real == Rows ? transpose_panel<Rows>(rows, P, P, out, Rows) : 0;
+    for (index_t k = done; k < P; ++k)
+      for (index_t r = 0; r < Rows; ++r) out[k * Rows + r] = r < real ? rows[r * P + k] : S(0);
   }
 }
 
@@ -742,12 +769,16 @@ FUSEDRNN_INLINE void load_lanes(const S* src, index_t n, S* dst) {
 // One step at time t for the blocks [blk0, blk1) of hidden units. gates_t [B, GH] holds W x + b_w
 // on entry and, with keep_gates (a tape), the activated gates on exit; h [B, P] and c [B, H] enter
 // the step; the cell's output goes to h_next and y_t, or with a projection to m_t [B, H] (then
-// project_step).
-template <class Cell, bool Project, bool PrefetchR, class S>
+// project_step). With Packed (MaxRows = kPackedRows), h_packed is h packed by pack_h_groups, every
+// sequence runs all T steps, and b0 is a multiple of MaxRows, so that each group is one of its
+// groups; the products read it instead of h's rows, with the same sums.
+template <class Cell, bool Project, bool PrefetchR, bool Packed, class S>
 void forward_step(const Sizes& n, index_t t, bool descending, bool keep_gates, long blk0, long blk1, index_t b0,
-                  index_t b1, const S* r_packed, const S* b_packed, const S* h, const S* c, S* gates_t, S* h_next,
-                  S* c_next, S* y_t, S* aux_t, S* m_t) {
-  constexpr int G = Cell::G, U = kUnits<S>, GG = kGateGroup<G>, MaxRows = kMaxRows<GG>;
+                  index_t b1, const S* r_packed, const S* b_packed, const S* h, const S* h_packed, const S* c,
+                  S* gates_t, S* h_next, S* c_next, S* y_t, S* aux_t, S* m_t) {
+  constexpr int G = Cell::G, U = kUnits<S>, GG = kGateGroup<G>;
+  constexpr int MaxRows = Packed ? kPackedRows<GG, S> : kMaxRows<GG>;
+  static_assert(MaxRows > 0);
   const index_t B = n.B, H = n.H, P = n.P, GH = G * H;
   const int split = k_split<GG>(B);
   for (index_t i = 0; i < blk1 - blk0; ++i) {
@@ -784,9 +815,11 @@ void forward_step(const Sizes& n, index_t t, bool descending, bool keep_gates, l
         for (int g = 0; g < G; ++g) __builtin_prefetch(gates_t + group[r] * GH + g * H + j0, 0, 2);
         if constexpr (Cell::kHasCellState) __builtin_prefetch(c + group[r] * H + j0, 0, 2);
       }
+      if constexpr (Packed) h_rows[0] = h_packed + group[0] * P;  // group[0] / MaxRows groups before it
       for (int q = 0; q < G / GG; ++q)
-        block_product_rows<GG, PrefetchR>(rows, split, rp + q * P * GG * U, h_rows, P,
-                               b_packed + (blk * G + q * GG) * U, &hp_rows[0][q * GG * U], G * U);
+        block_product_rows<GG, PrefetchR, S, MaxRows, Packed ? MaxRows : 0>(
+            rows, split, rp + q * P * GG * U, h_rows, P, b_packed + (blk * G + q * GG) * U, &hp_rows[0][q * GG * U],
+            G * U);
       for (int r = 0; r < rows; ++r) {
         const index_t row = group[r];
         const S* hp = hp_rows[r];
@@ -914,11 +947,21 @@ void forward_impl(const ForwardParams<S>& p) {
     copy_columns(p.h0, h_buf[0], P, p_lo, p_hi);
     if constexpr (lstm) copy_columns(p.c0, c_buf[0], H, h_lo, h_hi);
     const bool prefetch_r = streams_from_memory<S>(r_size) || B >= kPrefetchRFromBatch;
-    const auto step = prefetch_r ? forward_step<Cell, Project, true, S> : forward_step<Cell, Project, false, S>;
+    // The step's h packed per group of kPackedRows sequences, where the cell has such passes and
+    // every sequence runs all steps (with lengths, a group's rows are not a packed group's).
+    constexpr int packed_rows = kPackedRows<kGateGroup<G>, S>;
+    constexpr bool can_pack = packed_rows > 0 && !Project;
+    const bool packed_h = can_pack && n.lengths == nullptr && B >= kPackedHFromBatch;
+    std::vector<S> h_packed(packed_h ? (B + packed_rows - 1) / packed_rows * packed_rows * P : 0);
+    const auto step = packed_h ? (prefetch_r ? forward_step<Cell, Project, true, can_pack, S>
+                                             : forward_step<Cell, Project, false, can_pack, S>)
+                               : (prefetch_r ? forward_step<Cell, Project, true, false, S>
+                                             : forward_step<Cell, Project, false, false, S>);
     // Large steps are shared: tasks of one block and a chunk of rows, which a rank that has run out
     // of its own blocks takes from the other ranks' ends (the ranks' speeds here vary from moment
-    // to moment; perf-notes, twelfth session).
-    const index_t chunk_rows = share_rows(B, kMaxRows<kGateGroup<G>>, 2.0 * G * U * P);
+    // to moment; perf-notes, twelfth session). Chunks are whole groups.
+    const index_t chunk_rows =
+        share_rows(B, packed_h ? packed_rows : kMaxRows<kGateGroup<G>>, 2.0 * G * U * P);
     const bool share = chunk_rows > 0 && team.size() > 1 && T > 0;
     const long chunks = share ? static_cast<long>((B + chunk_rows - 1) / chunk_rows) : 1;
     if (share) team.work_range(0, team.rank()).reset((blk1 - blk0) * chunks);
@@ -926,6 +969,7 @@ void forward_impl(const ForwardParams<S>& p) {
     for (index_t s = 0; s < T; ++s) {
       const index_t t = n.time_of(s);
       const S* h = h_buf[s % 2];
+      if (packed_h) pack_h_groups<std::max(packed_rows, 1)>(h, B, P, h_packed.data());
       S* h_next = h_buf[(s + 1) % 2];
       const S* c = c_buf[s % 2];
       S* c_next = c_buf[(s + 1) % 2];
@@ -935,8 +979,8 @@ void forward_impl(const ForwardParams<S>& p) {
       S* const gates_t = gates + t * B * GH;
       S* const aux_t = p.aux ? p.aux + t * BH : nullptr;
       if (!share) {
-        step(n, t, s % 2 == 1, p.gates != nullptr, blk0, blk1, 0, B, r_packed, b_packed, h, c, gates_t, h_next,
-             c_next, p.y + t * BP, aux_t, m_t);
+        step(n, t, s % 2 == 1, p.gates != nullptr, blk0, blk1, 0, B, r_packed, b_packed, h, h_packed.data(), c,
+             gates_t, h_next, c_next, p.y + t * BP, aux_t, m_t);
       } else {
         team.share(s % 2, s + 1 < T ? (blk1 - blk0) * chunks : 0, [&](int owner, long item) {
           long o0, o1;  // the owner's blocks, walked as it walks them
@@ -944,8 +988,8 @@ void forward_impl(const ForwardParams<S>& p) {
           const long i = item / chunks, chunk = item % chunks;
           const long blk = s % 2 == 1 ? o1 - 1 - i : o0 + i;
           step(n, t, false, p.gates != nullptr, blk, blk + 1, chunk * chunk_rows,
-               std::min<index_t>(B, (chunk + 1) * chunk_rows), r_packed, b_packed, h, c, gates_t, h_next, c_next,
-               p.y + t * BP, aux_t, m_t);
+               std::min<index_t>(B, (chunk + 1) * chunk_rows), r_packed, b_packed, h, h_packed.data(), c, gates_t,
+               h_next, c_next, p.y + t * BP, aux_t, m_t);
         });
       }
       if constexpr (Project) {
