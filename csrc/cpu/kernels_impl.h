@@ -692,9 +692,9 @@ template <int GG>
 constexpr int kMaxRows = GG == 1 ? 8 : 12 / GG;
 // Sequences per pass when the step's h is packed k-major per group (pack_h_groups), or 0 where it
 // is not: LSTM float forwards on AVX-512, 8 rows of a gate pair (16 accumulators). Reading h row by
-// row, 8- and 12-row passes were 1-3% and 2-6% slower than 6-row ones; over one packed stream
-// 8 rows read 0.966-0.993 of the 6-row time at B = 16-64, H = 256-512, and 12 rows were still
-// slower (perf-notes, fourteenth session; benchmarks/patches/step_acc.patch).
+// row, 8- and 12-row passes were 1-3% and 2-6% slower than 6-row ones (step_acc.patch); over one
+// packed stream 12 rows were still slower, and 8 rows took LSTM B = 16-64 H = 256-1024 forwards
+// 0.954-0.987 of the 6-row time (perf-notes, fourteenth session; benchmarks/patches/packed_h.patch).
 template <int GG, class S>
 constexpr int kPackedRows = kVectorBytes == 64 && GG == 2 && std::is_same_v<S, float> ? 8 : 0;
 // From this batch up (below it, packing h at every step cost a B = 1 forward 13-21%).
