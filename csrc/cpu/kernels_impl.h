@@ -191,8 +191,8 @@ FUSEDRNN_INLINE void transpose8x8(__m256 (&r)[8]) {
 // multiple of 8; the caller moves the rest): float panels through 8 x 8 register transposes, where
 // element by element such a transpose took ~4 cycles per element (derived from perf shares: 17%
 // of an LSTM T=25 B=1 H=1024 forward in pack_rows, a quarter in the GEMM's packing of W_ih).
-// R a multiple of 8, or 6 or 12 (the GEMM's A panels on AVX2/AVX-512: its dx GEMM 5% faster).
-// Other types: 0.
+// R a multiple of 8, below 8 or 12 (the GEMM's A panels on AVX2/AVX-512: its dx GEMM 5% faster;
+// the step's packed h). Other types: 0.
 template <int R, class S>
 index_t transpose_panel(const S* rows, index_t stride, index_t depth, S* out, index_t out_stride) {
   index_t k = 0;
@@ -205,13 +205,13 @@ index_t transpose_panel(const S* rows, index_t stride, index_t depth, S* out, in
         transpose8x8(v);
         for (int j = 0; j < 8; ++j) _mm256_storeu_ps(out + (k + j) * out_stride + r, v[j]);
       }
-  } else if constexpr (std::is_same_v<S, float> && R == 6) {  // the GEMM's A panels on AVX2/AVX-512
-    // Rows 6 and 7 are zero. Each k's 8 floats are stored in order, so that its two extra ones land
-    // on the next k's first two and are overwritten by them (out_stride == 6); the last 8 k's are
+  } else if constexpr (std::is_same_v<S, float> && R < 8) {  // the GEMM's A panels, a GRU's packed h
+    // Rows R to 7 are zero. Each k's 8 floats are stored in order, so that its 8 - R extra ones land
+    // on the next k's first ones and are overwritten by them (out_stride == R); the last 8 k's are
     // left to the caller, so nothing is written past the panel.
     for (; k + 8 < depth; k += 8) {
-      for (int i = 0; i < 6; ++i) v[i] = _mm256_loadu_ps(rows + i * stride + k);
-      v[6] = v[7] = _mm256_setzero_ps();
+      for (int i = 0; i < R; ++i) v[i] = _mm256_loadu_ps(rows + i * stride + k);
+      for (int i = R; i < 8; ++i) v[i] = _mm256_setzero_ps();
       transpose8x8(v);
       for (int j = 0; j < 8; ++j) _mm256_storeu_ps(out + (k + j) * out_stride, v[j]);
     }
@@ -691,12 +691,14 @@ constexpr int kGateGroup = G == 4 ? 2 : G;
 template <int GG>
 constexpr int kMaxRows = GG == 1 ? 8 : 12 / GG;
 // Sequences per pass when the step's h is packed k-major per group (pack_h_groups), or 0 where it
-// is not: LSTM float forwards on AVX-512, 8 rows of a gate pair (16 accumulators). Reading h row by
-// row, 8- and 12-row passes were 1-3% and 2-6% slower than 6-row ones (step_acc.patch); over one
-// packed stream 12 rows were still slower, and 8 rows took LSTM B = 16-64 H = 256-1024 forwards
-// 0.954-0.987 of the 6-row time (perf-notes, fourteenth session; benchmarks/patches/packed_h.patch).
+// is not: float forwards on AVX-512, 15-16 accumulators (LSTM 8 rows of a gate pair, GRU 5 of its
+// three gates, Elman 16 of its one). Reading h row by row, 8- and 12-row LSTM passes were 1-3% and
+// 2-6% slower than 6-row ones (step_acc.patch); over one packed stream 12 rows were still slower,
+// and 8 rows took LSTM B = 16-64 H = 256-1024 forwards 0.954-0.987 of the 6-row time; GRU
+// B = 16-32 0.957-0.978 of the 4-row time, Elman B = 64 0.911 of the 8-row time (perf-notes,
+// fourteenth session; benchmarks/patches/packed_h.patch).
 template <int GG, class S>
-constexpr int kPackedRows = kVectorBytes == 64 && GG == 2 && std::is_same_v<S, float> ? 8 : 0;
+constexpr int kPackedRows = kVectorBytes == 64 && std::is_same_v<S, float> ? (GG == 2 ? 8 : GG == 3 ? 5 : 16) : 0;
 // From this batch up (below it, packing h at every step cost a B = 1 forward 13-21%).
 constexpr index_t kPackedHFromBatch = 8;
 
