@@ -8,8 +8,9 @@
 // Forward:  gates[T,B,GH] = x W^T + b_w (one GEMM), then per step and per block of kUnits hidden
 //           units: the block's G gate pre-activations R h + b_r are accumulated in registers from a
 //           gate-interleaved packed R (for up to 4-8 sequences per pass over it, or 5-16 over an h
-//           packed per step), and the cell's pointwise math runs on them at once. The activated gates overwrite the projection in
-//           place. With a projection, a second pass per step maps m = o * tanh(c) to h = W_hr m.
+//           packed per step), and the cell's pointwise math runs on them at once. The activated
+//           gates overwrite the projection in place. With a projection, a second pass per step
+//           maps m = o * tanh(c) to h = W_hr m.
 // Backward: one reverse walk. Without projection, transition s turns the gate gradients of step s
 //           into dh entering step s (dgates_rec[s] R plus the cell's direct term) per block of
 //           units and in the same pass differentiates step s-1 for that block. With a projection,
