@@ -102,7 +102,9 @@ inline ScratchBytes allocate_scratch(std::size_t bytes) {
 // each: up to a fifth of a small call's time, and ~4% of an LSTM H = 1536 forward, whose packed
 // R is 38 MB. Larger requests are allocated for the call alone. A thread
 // holds one Scratch per slot at a time (it runs one call at a time; a call uses each slot once).
-enum ScratchSlot { kRecurrentSlot, kBiasSlot, kProjectionSlot, kGemmASlot, kGemmBSlot, kGatesSlot, kScratchSlots };
+enum ScratchSlot {
+  kRecurrentSlot, kBiasSlot, kProjectionSlot, kGemmASlot, kGemmBSlot, kGatesSlot, kPackedHSlot, kScratchSlots
+};
 constexpr std::size_t kKeptScratchBytes = std::size_t{64} << 20;
 
 inline unsigned char* kept_scratch(ScratchSlot slot, std::size_t bytes) {
@@ -219,7 +221,7 @@ index_t transpose_panel(const S* rows, index_t stride, index_t depth, S* out, in
   } else if constexpr (std::is_same_v<S, float> && R == 12) {  // the GEMM's wide A panels on AVX-512
     // Rows 0-7 in one transpose, rows 8-11 and four zero rows in another. Each k's second half (8
     // floats from column 8) is stored first: its four extra floats land on the next k's first
-    // four, which that k's first half then overwrites (out_stride == 12). As for R == 6, the last
+    // four, which that k's first half then overwrites (out_stride == 12). As for R < 8, the last
     // 8 k's are left to the caller, so nothing is written past the panel.
     __m256 w[8];
     for (; k + 8 < depth; k += 8) {
@@ -955,7 +957,7 @@ void forward_impl(const ForwardParams<S>& p) {
     constexpr int packed_rows = kPackedRows<kGateGroup<G>, S>;
     constexpr bool can_pack = packed_rows > 0 && !Project;
     const bool packed_h = can_pack && n.lengths == nullptr && B >= kPackedHFromBatch;
-    std::vector<S> h_packed(packed_h ? (B + packed_rows - 1) / packed_rows * packed_rows * P : 0);
+    const Scratch<S> h_packed(kPackedHSlot, packed_h ? (B + packed_rows - 1) / packed_rows * packed_rows * P : 0);
     const auto step = packed_h ? (prefetch_r ? forward_step<Cell, Project, true, can_pack, S>
                                              : forward_step<Cell, Project, false, can_pack, S>)
                                : (prefetch_r ? forward_step<Cell, Project, true, false, S>
@@ -972,7 +974,8 @@ void forward_impl(const ForwardParams<S>& p) {
     for (index_t s = 0; s < T; ++s) {
       const index_t t = n.time_of(s);
       const S* h = h_buf[s % 2];
-      if (packed_h) pack_h_groups<std::max(packed_rows, 1)>(h, B, P, h_packed.data());
+      if constexpr (can_pack)
+        if (packed_h) pack_h_groups<packed_rows>(h, B, P, h_packed.get());
       S* h_next = h_buf[(s + 1) % 2];
       const S* c = c_buf[s % 2];
       S* c_next = c_buf[(s + 1) % 2];
@@ -982,7 +985,7 @@ void forward_impl(const ForwardParams<S>& p) {
       S* const gates_t = gates + t * B * GH;
       S* const aux_t = p.aux ? p.aux + t * BH : nullptr;
       if (!share) {
-        step(n, t, s % 2 == 1, p.gates != nullptr, blk0, blk1, 0, B, r_packed, b_packed, h, h_packed.data(), c,
+        step(n, t, s % 2 == 1, p.gates != nullptr, blk0, blk1, 0, B, r_packed, b_packed, h, h_packed.get(), c,
              gates_t, h_next, c_next, p.y + t * BP, aux_t, m_t);
       } else {
         team.share(s % 2, s + 1 < T ? (blk1 - blk0) * chunks : 0, [&](int owner, long item) {
@@ -991,7 +994,7 @@ void forward_impl(const ForwardParams<S>& p) {
           const long i = item / chunks, chunk = item % chunks;
           const long blk = s % 2 == 1 ? o1 - 1 - i : o0 + i;
           step(n, t, false, p.gates != nullptr, blk, blk + 1, chunk * chunk_rows,
-               std::min<index_t>(B, (chunk + 1) * chunk_rows), r_packed, b_packed, h, h_packed.data(), c, gates_t,
+               std::min<index_t>(B, (chunk + 1) * chunk_rows), r_packed, b_packed, h, h_packed.get(), c, gates_t,
                h_next, c_next, p.y + t * BP, aux_t, m_t);
         });
       }
