@@ -1,7 +1,7 @@
 #!/bin/bash
 # One call on a lent GPU machine (the `device` tool): build, test, sanitise and time in one go,
 # stage by stage under time limits, logs under $OUT. Usage, from the repository root:
-#   bash benchmarks/gpu_check.sh [STAGES]     STAGES: any of build,smoke,tests,bench,steps,isa,sanitize
+#   bash benchmarks/gpu_check.sh [STAGES]     STAGES: any of build,smoke,tests,exchanges,bench,steps,isa,sanitize
 # (default: all, in that order: the most telling first, for a call cut short). The build is a
 # plain CMake build into build/gpu (the machine has pybind11, ninja and nvcc but no network); the
 # modules are copied into python/fusedrnn and the package is imported from there (PYTHONPATH), so
@@ -10,7 +10,7 @@ set -u
 OUT=${OUT:-/tmp/gpu_check}
 LOG=$OUT/logs  # packed into $OUT/logs.tgz at the end: the device tool returns at most 8 files
 mkdir -p "$LOG"
-STAGES=${1:-build,smoke,tests,bench,steps,isa,sanitize}
+STAGES=${1:-build,smoke,tests,exchanges,bench,steps,isa,sanitize}
 PY=${PYTHON:-python3}
 export PY OUT
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/python${PYTHONPATH:+:$PYTHONPATH}
@@ -66,12 +66,22 @@ if has tests; then
   grep -E '^(FAILED|ERROR)' "$LOG/tests.log" | cut -c1-220 | head -n 80 >"$LOG/failures.txt"
 fi
 
+if has exchanges; then  # the persistent tests again with each way of passing the state forced
+  for x in tagged flags; do
+    export FUSEDRNN_CUDA_PERSISTENT=$x
+    stage "$x" 120 "tests-$x.log" "$PY" -m pytest tests/test_cuda.py -k persistent \
+      -q -n 8 --timeout 100 --timeout-method=thread --tb=short -p no:cacheprovider -p no:benchmark -o addopts="-ra --strict-markers"
+    grep -E '^(FAILED|ERROR)' "$LOG/tests-$x.log" | cut -c1-220 | head -n 40 >>"$LOG/failures.txt"
+  done
+  unset FUSEDRNN_CUDA_PERSISTENT
+fi
+
 if has bench; then
   stage bench 150 bench.log "$PY" -m fusedrnn bench --device cuda --repeats 10
   cat "$LOG/bench.log"
 fi
 if has steps; then  # where a persistent step's time goes (benchmarks/gpu_step_latency.py)
-  stage steps 120 steps.log "$PY" benchmarks/gpu_step_latency.py --repeats 20
+  stage steps 150 steps.log "$PY" benchmarks/gpu_step_latency.py --repeats 15
   cat "$LOG/steps.log"
 fi
 if has isa; then  # the CPU kernels on this machine's ISAs (AVX-512 where the CPU has it)
@@ -85,6 +95,10 @@ if has sanitize; then  # memory errors anywhere, shared-memory races in the pers
     "$PY" -m pytest tests/test_cuda.py -q -p no:cacheprovider -o addopts="" -k "$SEL"
   stage racecheck 90 racecheck.log compute-sanitizer --tool racecheck --error-exitcode 9 \
     "$PY" -m pytest tests/test_cuda.py -q -p no:cacheprovider -o addopts="" -k "$SEL and persistent"
+  export FUSEDRNN_CUDA_PERSISTENT=flags
+  stage racecheck-flags 90 racecheck-flags.log compute-sanitizer --tool racecheck --error-exitcode 9 \
+    "$PY" -m pytest tests/test_cuda.py -q -p no:cacheprovider -o addopts="" -k "$SEL and persistent"
+  unset FUSEDRNN_CUDA_PERSISTENT
 fi
 
 tar -czf "$OUT/logs.tgz" -C "$LOG" . && rm -r "$LOG"

@@ -4,7 +4,9 @@ The marginal time of T more steps (a forward of 2T steps minus one of T steps, m
 CUDA-event timings, no tape) removes the per-call costs (input GEMM launch, allocations, argument
 checks). H = 16 measures what a step costs with almost no work: the grid barrier and the
 dependent chain of the step (product, cell math, the store of h and its read by every block);
-larger H adds the product. Each row runs the persistent and the stepwise path, fp32 and bf16.
+larger H adds the product. Each row runs the persistent kernels (the shared-memory one, and the
+register-resident one with the state passed as tagged words or behind flags: FUSEDRNN_CUDA_PERSISTENT)
+and the stepwise path, fp32 and bf16.
 
 Usage (on a GPU machine): ``python benchmarks/gpu_step_latency.py [--repeats 30]``.
 """
@@ -12,6 +14,7 @@ Usage (on a GPU machine): ``python benchmarks/gpu_step_latency.py [--repeats 30]
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
 
@@ -47,17 +50,21 @@ def main() -> None:
     import torch
 
     print(f"{torch.cuda.get_device_name()}: marginal us per forward step (2T - T steps, T = 200)")
-    print(f"{'cell':5s} {'H':>5s} {'B':>3s} {'dtype':9s} {'persistent':>11s} {'stepwise':>9s}")
-    for cell, H, B in (("lstm", 16, 1), ("lstm", 512, 1), ("lstm", 1024, 1), ("lstm", 512, 16), ("lstm", 1024, 16),
-                       ("gru", 512, 16)):  # fmt: skip
+    variants = (("shared", "persistent"), ("tagged", "persistent"), ("flags", "persistent"), ("", "stepwise"))
+    print(f"{'cell':5s} {'H':>5s} {'B':>3s} {'dtype':9s}" + "".join(f"{v or p:>10s}" for v, p in variants))
+    for cell, H, B in (("lstm", 16, 1), ("lstm", 512, 1), ("lstm", 1024, 1), ("lstm", 512, 4), ("lstm", 1024, 4),
+                       ("lstm", 512, 16), ("lstm", 1024, 16), ("lstm", 768, 16), ("gru", 512, 16), ("gru", 1024, 16),
+                       ("lstm", 1024, 32)):  # fmt: skip
         for dtype in ("float32", "bfloat16"):
             row = []
-            for path in ("persistent", "stepwise"):
+            for variant, path in variants:
+                os.environ["FUSEDRNN_CUDA_PERSISTENT"] = variant
                 try:
                     row.append(f"{per_step_us(torch, cell, H, B, 200, dtype, path, args.repeats):.2f}")
                 except RuntimeError as e:  # the persistent path cannot run this size
                     row.append("n/a" if "persistent" in str(e) else "error")
-            print(f"{cell:5s} {H:5d} {B:3d} {dtype:9s} {row[0]:>11s} {row[1]:>9s}")
+            os.environ.pop("FUSEDRNN_CUDA_PERSISTENT")
+            print(f"{cell:5s} {H:5d} {B:3d} {dtype:9s}" + "".join(f"{v:>10s}" for v in row), flush=True)
 
 
 if __name__ == "__main__":

@@ -370,6 +370,26 @@ def test_empty_sizes(cell: str, rng: np.random.Generator) -> None:
 
 
 @needs_gpu
+@pytest.mark.parametrize("dtype", ("float32", "bfloat16"))
+@pytest.mark.parametrize("exchange", ("tagged", "flags", "shared"))
+@pytest.mark.parametrize("cell,H", [("lstm", 1000), ("gru", 700), ("rnn_tanh", 1030)])
+def test_persistent_kernels_at_large_hidden_sizes(cell: str, H: int, exchange: str, dtype: str,
+                                                  rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    # Register-resident blocks whose rows take several 32-column chunks per slice, the state passed
+    # through tagged words or flags; "shared" forces the shared-memory kernel.
+    monkeypatch.setenv("FUSEDRNN_CUDA_PERSISTENT", exchange)
+    a = make_inputs(rng, cell, 3, 5, 8, H, lengths=True)
+    check_against_cpu_and_reference(cell, a, True, dtype, "persistent", backward_path="auto")
+
+
+@needs_gpu
+def test_persistent_override_is_checked(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FUSEDRNN_CUDA_PERSISTENT", "fast")
+    with pytest.raises(ValueError, match="FUSEDRNN_CUDA_PERSISTENT"):
+        run_gpu("gru", make_inputs(rng, "gru", 2, 2, 3, 5), False, "float32", "persistent")
+
+
+@needs_gpu
 def test_persistent_reports_why_it_cannot_run() -> None:
     # A float64 LSTM with H = 1024 needs 256 KiB of R per block on 132 SMs (more with fewer SMs):
     # more shared memory than any current GPU gives a block.

@@ -16,6 +16,7 @@
 // The tape and every output follow conventions.h exactly as the CPU kernels write them.
 #pragma once
 
+#include <cstdlib>
 #include <type_traits>
 
 #include "step_common.cuh"
@@ -335,12 +336,259 @@ void forward_persistent(const ForwardParams<S>& p, const acc_t<S>* xw, const Per
 }
 
 // ---------------------------------------------------------------------------------------------
+// Persistent, register-resident (float accumulation, no projection): step_common.cuh's
+// "Register-resident persistent kernels". Shared memory, in floats:
+//   vbuf [bc, ld]              a chunk of the state entering the step (zero past P)
+//   part [slices, bc, rows_pad] the slices' partial sums of the chunk
+//   hp   [B, G*U]              R h for the block's rows
+//   hown [B, U]                the block's units of the state (what it last wrote)
+//   cs   [B, U]                LSTM cell state of the block's units
+//   bias [G*U]                 b_hh of the block's rows
+// ---------------------------------------------------------------------------------------------
+struct ResidentForwardLayout {
+  std::size_t vbuf, part, hp, hown, cs, bias, total;
+};
+__host__ __device__ inline ResidentForwardLayout resident_forward_layout(index_t B, int G, int U,
+                                                                         const ResidentShape& r, int bc) {
+  ResidentForwardLayout L{};
+  std::size_t off = 0;
+  L.vbuf = off, off += align16(sizeof(float) * bc * r.ld());
+  L.part = off, off += align16(sizeof(float) * r.slices * bc * r.rows_pad);
+  L.hp = off, off += align16(sizeof(float) * B * G * U);
+  L.hown = off, off += align16(sizeof(float) * B * U);
+  L.cs = off, off += align16(sizeof(float) * B * U);
+  L.bias = off, off += align16(sizeof(float) * G * U);
+  L.total = off;
+  return L;
+}
+
+// words [2, B, P]: tagged state words by step parity (Exchange::tagged); h_buf [2, B, P] and
+// flags [gridDim.x]: plain state and per-block step counters (Exchange::flags). Both zeroed before
+// the launch; the state entering step s >= 1 is in buffer s % 2 (tag s), flags reach s when it is.
+template <class Cell, class S>
+__global__ void __launch_bounds__(kPersistentThreads, 1)
+    resident_forward_kernel(ForwardParams<S> p, const float* xw, int U, ResidentShape shape, int bc,
+                            Exchange exchange, unsigned long long* words, float* h_buf, unsigned* flags) {
+  constexpr int G = Cell::G;
+  constexpr bool lstm = Cell::kHasCellState;
+  extern __shared__ __align__(16) unsigned char smem[];
+  const Sizes n = p.n;
+  const index_t T = n.T, B = n.B, H = n.H, P = n.P, GH = G * H;
+  const int rows = G * U, ld = shape.ld();
+  const ResidentForwardLayout L = resident_forward_layout(B, G, U, shape, bc);
+  float* const vbuf = reinterpret_cast<float*>(smem + L.vbuf);
+  float* const part = reinterpret_cast<float*>(smem + L.part);
+  float* const hp = reinterpret_cast<float*>(smem + L.hp);
+  float* const hown = reinterpret_cast<float*>(smem + L.hown);
+  float* const cs = reinterpret_cast<float*>(smem + L.cs);
+  float* const bias = reinterpret_cast<float*>(smem + L.bias);
+  const int tid = threadIdx.x, nthreads = blockDim.x;
+  const index_t j0 = static_cast<index_t>(blockIdx.x) * U;
+  const int r = tid % shape.rows_pad, sl = tid / shape.rows_pad;
+  const bool in_product = sl < shape.slices;
+  const int chunks = shape.kslice / kResidentChunk;
+
+  // This thread's weights: row r = g*U + u of the block (unit j0 + u of gate g), its k-slice.
+  float w[kResidentK];
+  {
+    const int g = r / U, u = r % U;
+    const bool real = in_product && r < rows && j0 + u < H;
+    const S* src = p.w_hh + (g * H + j0 + u) * P;
+    const index_t k0 = static_cast<index_t>(sl) * shape.kslice;
+#pragma unroll
+    for (int i = 0; i < kResidentK; ++i)
+      w[i] = real && i < shape.kslice && k0 + i < P ? to_acc(src[k0 + i]) : 0.f;
+  }
+  for (int e = tid; e < bc * ld; e += nthreads) vbuf[e] = 0.f;
+  for (int e = tid; e < rows; e += nthreads) {
+    const index_t g = e / U, j = j0 + e % U;
+    bias[e] = p.b_hh && j < H ? to_acc(p.b_hh[g * H + j]) : 0.f;
+  }
+  for (index_t e = tid; e < B * U; e += nthreads) {
+    const index_t b = e / U, j = j0 + e % U;
+    hown[e] = j < H ? to_acc(p.h0[b * P + j]) : 0.f;
+    if (lstm) cs[e] = j < H ? to_acc(p.c0[b * H + j]) : 0.f;
+  }
+  __syncthreads();
+
+  for (index_t s = 0; s < T; ++s) {
+    const index_t t = time_of(n, s);
+    const unsigned tag = static_cast<unsigned>(s);
+    // This thread's first pointwise element's input projection, fetched before the wait.
+    float xp0[G];
+    if (tid < B * U && j0 + tid % U < H) {
+      const index_t b = tid / U, j = j0 + tid % U;
+#pragma unroll
+      for (int g = 0; g < G; ++g) xp0[g] = xw[(t * B + b) * GH + g * H + j];
+    }
+    if (s > 0 && exchange == Exchange::flags) {
+      for (int i = tid; i < static_cast<int>(gridDim.x); i += nthreads)
+        while (load_acquire(flags + i) < tag) {
+        }
+      __syncthreads();  // every block's part of the state stored
+    }
+    // (1) R h for the block's rows, bc sequences at a time: hp[b][g*U + u].
+    for (index_t b0 = 0; b0 < B; b0 += bc) {
+      const int nb = static_cast<int>(B - b0 < bc ? B - b0 : bc);
+      const index_t count = static_cast<index_t>(nb) * P;
+      if (s == 0) {
+        for (index_t e = tid; e < count; e += nthreads) vbuf[(e / P) * ld + e % P] = to_acc(p.h0[b0 * P + e]);
+      } else if (exchange == Exchange::tagged) {
+        const unsigned long long* src = words + (s % 2) * B * P + b0 * P;
+        for (index_t e0 = tid; e0 < count; e0 += 4 * nthreads) {
+          unsigned long long v[4];
+#pragma unroll
+          for (int i = 0; i < 4; ++i)
+            if (e0 + i * nthreads < count) v[i] = load_volatile(src + e0 + i * nthreads);
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const index_t e = e0 + i * nthreads;
+            if (e >= count) break;
+            while (static_cast<unsigned>(v[i] >> 32) != tag) v[i] = load_volatile(src + e);
+            vbuf[(e / P) * ld + e % P] = __uint_as_float(static_cast<unsigned>(v[i]));
+          }
+        }
+      } else {
+        const float* src = h_buf + (s % 2) * B * P + b0 * P;
+#pragma unroll 4
+        for (index_t e = tid; e < count; e += nthreads) vbuf[(e / P) * ld + e % P] = __ldcg(src + e);
+      }
+      __syncthreads();
+      if (in_product) resident_product(w, chunks, vbuf, ld, sl, shape.kslice, nb, part, bc, shape.rows_pad, r);
+      __syncthreads();
+      for (int e = tid; e < nb * rows; e += nthreads) {
+        const int b = e / rows, row = e % rows;
+        float sum = 0.f;
+        for (int q = 0; q < shape.slices; ++q) sum += part[(q * bc + b) * shape.rows_pad + row];
+        hp[(b0 + b) * rows + row] = sum;
+      }
+      __syncthreads();
+    }
+    // (2) The cell's pointwise math for the block's units.
+    for (index_t e = tid; e < B * U; e += nthreads) {
+      const index_t b = e / U, u = e % U, j = j0 + u;
+      if (j >= H) continue;
+      const index_t row = t * B + b;
+      const float h_old = hown[e];
+      if (p.h_prev) p.h_prev[row * P + j] = from_acc<S>(h_old);
+      if (lstm && p.c_prev) p.c_prev[row * H + j] = from_acc<S>(cs[e]);
+      float h_new = h_old;
+      if (active(n, b, t)) {
+        float xp[G], hpv[G], a[G];
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+          xp[g] = e == tid ? xp0[g] : xw[row * GH + g * H + j];
+          hpv[g] = hp[b * rows + g * U + u] + bias[g * U + u];
+        }
+        float aux = 0.f, c_new = 0.f;
+        Cell::forward(xp, hpv, h_old, lstm ? cs[e] : 0.f, a, aux, h_new, c_new);
+        S* gt = p.gates + row * GH + j;
+#pragma unroll
+        for (int g = 0; g < G; ++g) gt[g * H] = from_acc<S>(a[g]);
+        p.y[row * P + j] = from_acc<S>(h_new);
+        if constexpr (lstm) cs[e] = c_new;
+        if constexpr (Cell::kHasAux)
+          if (p.aux) p.aux[row * H + j] = from_acc<S>(aux);
+      } else {  // padding: the state is kept (c stays in cs), y is 0
+        p.y[row * P + j] = from_acc<S>(0.f);
+      }
+      hown[e] = h_new;
+      const index_t next = ((s + 1) % 2) * B * P + b * P + j;
+      if (exchange == Exchange::tagged)
+        store_volatile(words + next, tagged_word(h_new, tag + 1));
+      else
+        __stcg(h_buf + next, h_new);
+    }
+    if (exchange == Exchange::flags) {
+      __syncthreads();  // the block's part of the next state stored
+      if (tid == 0) {
+        __threadfence();
+        store_release(flags + blockIdx.x, tag + 1);
+      }
+    }
+  }
+  // The final state: the block's own units.
+  for (index_t e = tid; e < B * U; e += nthreads) {
+    const index_t b = e / U, j = j0 + e % U;
+    if (j >= H) continue;
+    p.h_n[b * P + j] = from_acc<S>(hown[e]);
+    if (lstm) p.c_n[b * H + j] = from_acc<S>(cs[e]);
+  }
+}
+
+// How the state moves between blocks (the tagged words below this many, else flags), unless
+// FUSEDRNN_CUDA_PERSISTENT (shared | tagged | flags: benchmarks and tests) says otherwise.
+constexpr index_t kTaggedMaxWords = 2048;
+
+enum class PersistentKind { shared, tagged, flags, automatic };
+inline PersistentKind persistent_override() {
+  const char* v = std::getenv("FUSEDRNN_CUDA_PERSISTENT");
+  if (v == nullptr || *v == '\0') return PersistentKind::automatic;
+  const std::string s(v);
+  if (s == "shared") return PersistentKind::shared;
+  if (s == "tagged") return PersistentKind::tagged;
+  if (s == "flags") return PersistentKind::flags;
+  throw std::invalid_argument("FUSEDRNN_CUDA_PERSISTENT must be shared, tagged or flags, not '" + s + "'");
+}
+
+template <class Cell, class S>
+PersistentPlan plan_resident_forward(const Sizes& n) {
+  constexpr int G = Cell::G;
+  PersistentPlan plan;
+  const DeviceLimits dev = device_limits();
+  if (!dev.cooperative || dev.sms <= 0 || dev.smem_optin <= 0) {
+    plan.reason = "the device does not support the persistent kernels";
+    return plan;
+  }
+  const index_t B = n.B, H = n.H, P = n.P;
+  plan.units = static_cast<int>((H + dev.sms - 1) / dev.sms);
+  plan.blocks = static_cast<int>((H + plan.units - 1) / plan.units);
+  plan.resident = resident_shape(G * plan.units, P, kPersistentThreads, plan.reason);
+  if (!plan.reason.empty()) return plan;
+  const ResidentShape& r = plan.resident;
+  const std::size_t fixed = resident_forward_layout(B, G, plan.units, r, 0).total;
+  const std::size_t per_row = sizeof(float) * (r.ld() + r.slices * r.rows_pad) + 32;  // 32: alignment
+  if (fixed + per_row > static_cast<std::size_t>(dev.smem_optin)) {
+    plan.reason = "the register-resident kernel's state needs more shared memory than the device allows";
+    return plan;
+  }
+  plan.chunk = static_cast<int>(std::min<std::size_t>((dev.smem_optin - fixed) / per_row, B));
+  plan.smem = resident_forward_layout(B, G, plan.units, r, plan.chunk).total;
+  check_residency(plan, resident_forward_kernel<Cell, S>, dev);
+  return plan;
+}
+
+template <class Cell, class S>
+void forward_resident(const ForwardParams<S>& p, const float* xw, const PersistentPlan& plan, Exchange exchange,
+                      cudaStream_t stream) {
+  const Sizes& n = p.n;
+  const std::size_t words = 2 * static_cast<std::size_t>(n.B * n.P);
+  const std::size_t bytes = exchange == Exchange::tagged ? sizeof(unsigned long long) * words
+                                                         : sizeof(float) * words + sizeof(unsigned) * plan.blocks;
+  Workspace ws(bytes, stream);
+  FUSEDRNN_CUDA_CHECK(cudaMemsetAsync(ws.as<unsigned char>(), 0, bytes, stream));
+  ForwardParams<S> params = p;
+  int U = plan.units, bc = plan.chunk;
+  ResidentShape shape = plan.resident;
+  unsigned long long* tagged = exchange == Exchange::tagged ? ws.as<unsigned long long>() : nullptr;
+  float* h_buf = exchange == Exchange::flags ? ws.as<float>() : nullptr;
+  unsigned* flags = exchange == Exchange::flags ? reinterpret_cast<unsigned*>(ws.as<float>(words)) : nullptr;
+  void* args[] = {&params, &xw, &U, &shape, &bc, &exchange, &tagged, &h_buf, &flags};
+  FUSEDRNN_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(resident_forward_kernel<Cell, S>),
+                                                  dim3(plan.blocks), dim3(kPersistentThreads), args, plan.smem,
+                                                  stream));
+  check_launch("resident_forward_kernel");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Entry
 // ---------------------------------------------------------------------------------------------
 
 template <class Cell, bool Project, class S>
 std::string persistent_forward_reason_impl(const Sizes& n) {
   if (n.T <= 0 || n.B <= 0) return "";
+  if constexpr (!Project && std::is_same_v<acc_t<S>, float>)
+    if (plan_resident_forward<Cell, S>(n).reason.empty()) return "";
   return plan_persistent_forward<Cell, Project, S>(n).reason;
 }
 
@@ -355,15 +603,25 @@ void forward_run(const ForwardParams<S>& p, cudaStream_t stream, Path path) {
       FUSEDRNN_CUDA_CHECK(cudaMemcpyAsync(p.c_n, p.c0, sizeof(S) * B * H, cudaMemcpyDeviceToDevice, stream));
     return;
   }
-  // The path, decided before anything is queued (a forced persistent path that cannot run raises).
+  // The path, decided before anything is queued (a forced persistent path that cannot run raises):
+  // the register-resident kernel where it fits, else the shared-memory one.
+  using A = acc_t<S>;
   PersistentPlan plan;
   bool persistent = false;
-  if (path == Path::persistent) {
-    plan = plan_persistent_forward<Cell, Project, S>(n);
-    if (!plan.reason.empty()) throw std::runtime_error("path='persistent' cannot run this problem: " + plan.reason);
-    persistent = true;
-  } else if (path == Path::automatic && B <= kPersistentMaxBatchAuto) {
-    plan = plan_persistent_forward<Cell, Project, S>(n);
+  Exchange exchange = Exchange::tagged;
+  if (path == Path::persistent || (path == Path::automatic && B <= kPersistentMaxBatchAuto)) {
+    const PersistentKind kind = persistent_override();
+    if constexpr (!Project && std::is_same_v<A, float>) {
+      if (kind != PersistentKind::shared) {
+        plan = plan_resident_forward<Cell, S>(n);
+        if (!plan.reason.empty()) plan = PersistentPlan{};
+        else if (kind == PersistentKind::automatic) exchange = B * P <= kTaggedMaxWords ? Exchange::tagged : Exchange::flags;
+        else exchange = kind == PersistentKind::tagged ? Exchange::tagged : Exchange::flags;
+      }
+    }
+    if (plan.resident.rows_pad == 0) plan = plan_persistent_forward<Cell, Project, S>(n);
+    if (path == Path::persistent && !plan.reason.empty())
+      throw std::runtime_error("path='persistent' cannot run this problem: " + plan.reason);
     persistent = plan.reason.empty();
   }
   // Input projection for all steps: xw[t, b, :] = b_w + x[t, b, :] W^T, in the accumulation type.
@@ -371,7 +629,6 @@ void forward_run(const ForwardParams<S>& p, cudaStream_t stream, Path path) {
   // by the activated gate); a half type gets a float32 workspace, so that nothing is rounded to 16
   // bits before the nonlinearity: rounded, a relu pre-activation near 0 could land on the other
   // side of the kink (an O(1) error in its gradient; bfloat16 Elman-relu tests failed so).
-  using A = acc_t<S>;
   Workspace xw_ws(std::is_same_v<A, S> ? 0 : sizeof(A) * static_cast<std::size_t>(T * B * GH), stream);
   A* xw;
   if constexpr (std::is_same_v<A, S>)
@@ -379,9 +636,11 @@ void forward_run(const ForwardParams<S>& p, cudaStream_t stream, Path path) {
   else
     xw = xw_ws.as<A>();
   gemm<S, A>(T * B, GH, I, View<S>{p.x, I, 1}, View<S>{p.w_ih, 1, I}, xw, GH, p.b_ih, stream);
-  if (persistent)
+  if (persistent && plan.resident.rows_pad > 0) {
+    if constexpr (!Project && std::is_same_v<A, float>) forward_resident<Cell, S>(p, xw, plan, exchange, stream);
+  } else if (persistent) {
     forward_persistent<Cell, Project, S>(p, xw, plan, stream);
-  else
+  } else
     forward_stepwise<Cell, Project, S>(p, xw, stream);
 }
 
