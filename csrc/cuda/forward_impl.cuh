@@ -362,8 +362,9 @@ __host__ __device__ inline ResidentForwardLayout resident_forward_layout(index_t
   return L;
 }
 
-// words [2, B, P]: tagged state words by step parity (Exchange::tagged); h_buf [2, B, P] and
-// flags [gridDim.x]: plain state and per-block step counters (Exchange::flags). Both zeroed before
+// words [2, B, Pw]: tagged state words by step parity (Exchange::tagged); h_buf [2, B, Pw] and
+// flags [gridDim.x]: plain state and per-block step counters (Exchange::flags); Pw = P rounded up
+// to 4, for 16-byte loads (the padding columns stay zero, and are not waited for). Both zeroed before
 // the launch; the state entering step s >= 1 is in buffer s % 2 (tag s), flags reach s when it is.
 template <class Cell, class S>
 __global__ void __launch_bounds__(kPersistentThreads, 1)
@@ -375,6 +376,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
   const Sizes n = p.n;
   const index_t T = n.T, B = n.B, H = n.H, P = n.P, GH = G * H;
   const int rows = G * U, ld = shape.ld();
+  const int Pw = static_cast<int>((P + 3) / 4 * 4);  // row stride of the exchange buffers
   const ResidentForwardLayout L = resident_forward_layout(B, G, U, shape, bc);
   float* const vbuf = reinterpret_cast<float*>(smem + L.vbuf);
   float* const part = reinterpret_cast<float*>(smem + L.part);
@@ -430,28 +432,40 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
     // (1) R h for the block's rows, bc sequences at a time: hp[b][g*U + u].
     for (index_t b0 = 0; b0 < B; b0 += bc) {
       const int nb = static_cast<int>(B - b0 < bc ? B - b0 : bc);
-      const index_t count = static_cast<index_t>(nb) * P;
       if (s == 0) {
-        for (index_t e = tid; e < count; e += nthreads) vbuf[(e / P) * ld + e % P] = to_acc(p.h0[b0 * P + e]);
-      } else if (exchange == Exchange::tagged) {
-        const unsigned long long* src = words + (s % 2) * B * P + b0 * P;
-        for (index_t e0 = tid; e0 < count; e0 += 4 * nthreads) {
-          unsigned long long v[4];
-#pragma unroll
-          for (int i = 0; i < 4; ++i)
-            if (e0 + i * nthreads < count) v[i] = load_volatile(src + e0 + i * nthreads);
+        for (RowWalk it(tid, nthreads, static_cast<int>(P)); it.b < nb; it.next())
+          vbuf[it.b * ld + it.q] = to_acc(p.h0[(b0 + it.b) * P + it.q]);
+      } else if (exchange == Exchange::tagged) {  // pairs of words, four pairs in flight per thread
+        const unsigned long long* src = words + (s % 2) * B * Pw + b0 * Pw;
+        for (RowWalk it(tid, nthreads, Pw / 2); it.b < nb;) {
+          unsigned long long v[4][2];
+          int row[4], col[4];  // the pair's sequence (or -1) and first column
 #pragma unroll
           for (int i = 0; i < 4; ++i) {
-            const index_t e = e0 + i * nthreads;
-            if (e >= count) break;
-            while (static_cast<unsigned>(v[i] >> 32) != tag) v[i] = load_volatile(src + e);
-            vbuf[(e / P) * ld + e % P] = __uint_as_float(static_cast<unsigned>(v[i]));
+            row[i] = -1, col[i] = 2 * it.q;
+            if (it.b < nb) {
+              load_volatile2(src + it.b * Pw + col[i], v[i]);
+              row[i] = it.b;
+              it.next();
+            }
+          }
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            if (row[i] < 0) break;
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+              const int k = col[i] + c;
+              if (k >= P) break;  // padding columns: never written, zero in vbuf
+              while (static_cast<unsigned>(v[i][c] >> 32) != tag) v[i][c] = load_volatile(src + row[i] * Pw + k);
+              vbuf[row[i] * ld + k] = __uint_as_float(static_cast<unsigned>(v[i][c]));
+            }
           }
         }
-      } else {
-        const float* src = h_buf + (s % 2) * B * P + b0 * P;
-#pragma unroll 4
-        for (index_t e = tid; e < count; e += nthreads) vbuf[(e / P) * ld + e % P] = __ldcg(src + e);
+      } else {  // every 16-byte copy in flight at once
+        const float* src = h_buf + (s % 2) * B * Pw + b0 * Pw;
+        for (RowWalk it(tid, nthreads, Pw / 4); it.b < nb; it.next())
+          copy_async16(vbuf + it.b * ld + 4 * it.q, src + it.b * Pw + 4 * it.q);
+        copy_wait();
       }
       __syncthreads();
       if (in_product) resident_product(w, chunks, vbuf, ld, sl, shape.kslice, nb, part, bc, shape.rows_pad, r);
@@ -465,8 +479,9 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
       __syncthreads();
     }
     // (2) The cell's pointwise math for the block's units.
-    for (index_t e = tid; e < B * U; e += nthreads) {
-      const index_t b = e / U, u = e % U, j = j0 + u;
+    for (int e = tid; e < B * U; e += nthreads) {
+      const int b = e / U, u = e - b * U;
+      const index_t j = j0 + u;
       if (j >= H) continue;
       const index_t row = t * B + b;
       const float h_old = hown[e];
@@ -493,7 +508,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
         p.y[row * P + j] = from_acc<S>(0.f);
       }
       hown[e] = h_new;
-      const index_t next = ((s + 1) % 2) * B * P + b * P + j;
+      const index_t next = ((s + 1) % 2) * B * Pw + b * Pw + j;
       if (exchange == Exchange::tagged)
         store_volatile(words + next, tagged_word(h_new, tag + 1));
       else
@@ -562,7 +577,7 @@ template <class Cell, class S>
 void forward_resident(const ForwardParams<S>& p, const float* xw, const PersistentPlan& plan, Exchange exchange,
                       cudaStream_t stream) {
   const Sizes& n = p.n;
-  const std::size_t words = 2 * static_cast<std::size_t>(n.B * n.P);
+  const std::size_t words = 2 * static_cast<std::size_t>(n.B * ((n.P + 3) / 4 * 4));
   const std::size_t bytes = exchange == Exchange::tagged ? sizeof(unsigned long long) * words
                                                          : sizeof(float) * words + sizeof(unsigned) * plan.blocks;
   Workspace ws(bytes, stream);

@@ -183,6 +183,16 @@ __device__ __forceinline__ unsigned long long load_volatile(const unsigned long 
   asm volatile("ld.volatile.global.u64 %0, [%1];" : "=l"(v) : "l"(p));
   return v;
 }
+__device__ __forceinline__ void load_volatile2(const unsigned long long* p, unsigned long long (&v)[2]) {
+  asm volatile("ld.volatile.global.v2.u64 {%0, %1}, [%2];" : "=l"(v[0]), "=l"(v[1]) : "l"(p));
+}
+// 16 bytes from global memory (through L2) to shared memory without a register; complete, for the
+// issuing thread, at copy_wait().
+__device__ __forceinline__ void copy_async16(void* shared, const void* global) {
+  const unsigned to = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(to), "l"(global) : "memory");
+}
+__device__ __forceinline__ void copy_wait() { asm volatile("cp.async.wait_all;" ::: "memory"); }
 __device__ __forceinline__ void store_volatile(unsigned long long* p, unsigned long long v) {
   asm volatile("st.volatile.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
 }
@@ -197,6 +207,18 @@ __device__ __forceinline__ void store_release(unsigned* p, unsigned v) {
 __device__ __forceinline__ unsigned long long tagged_word(float v, unsigned tag) {
   return (static_cast<unsigned long long>(tag) << 32) | __float_as_uint(v);
 }
+
+// Positions (b, q) of rows of Q items, from item `start` on in steps of `step` items, without a
+// division per step.
+struct RowWalk {
+  int b, q, db, dq, Q;
+  __device__ RowWalk(int start, int step, int items) : b(start / items), q(start % items), db(step / items),
+                                                        dq(step % items), Q(items) {}
+  __device__ void next() {
+    b += db, q += dq;
+    if (q >= Q) q -= Q, ++b;
+  }
+};
 
 // acc[q] = sum over this thread's slice of w[i] * v[q * ldv + i], i ascending, for Q sequences:
 // v is the slice's first column of the first sequence (16-byte aligned, ldv a multiple of 4).
