@@ -339,7 +339,7 @@ void forward_persistent(const ForwardParams<S>& p, const acc_t<S>* xw, const Per
 // Persistent, register-resident (float accumulation, no projection): step_common.cuh's
 // "Register-resident persistent kernels". Shared memory, in floats:
 //   vbuf [bc, ld]              a chunk of the state entering the step (zero past P)
-//   part [warps, bc, rows_pad]  each warp's partial sums of the chunk
+//   part [slices, bc, rows_pad] the slices' partial sums of the chunk
 //   hp   [B, G*U]              R h for the block's rows
 //   hown [B, U]                the block's units of the state (what it last wrote)
 //   cs   [B, U]                LSTM cell state of the block's units
@@ -353,7 +353,7 @@ __host__ __device__ inline ResidentForwardLayout resident_forward_layout(index_t
   ResidentForwardLayout L{};
   std::size_t off = 0;
   L.vbuf = off, off += align16(sizeof(float) * bc * r.ld());
-  L.part = off, off += align16(sizeof(float) * r.warps() * bc * r.rows_pad());
+  L.part = off, off += align16(sizeof(float) * r.slices * bc * r.rows_pad);
   L.hp = off, off += align16(sizeof(float) * B * G * U);
   L.hown = off, off += align16(sizeof(float) * B * U);
   L.cs = off, off += align16(sizeof(float) * B * U);
@@ -386,23 +386,20 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
   float* const bias = reinterpret_cast<float*>(smem + L.bias);
   const int tid = threadIdx.x, nthreads = blockDim.x;
   const index_t j0 = static_cast<index_t>(blockIdx.x) * U;
-  const bool in_product = tid < 32 * shape.warps();  // whole warps: the sums are shuffled
+  const int r = tid % shape.rows_pad, sl = tid / shape.rows_pad;
+  const bool in_product = sl < shape.slices;
+  const int chunks = shape.kslice / kResidentChunk;
 
-  // This thread's weights: rows 4*gi + m = g*U + u of the block (unit j0 + u of gate g), its
-  // k-slice; zeros in a warp's threads past the last slice.
-  ResidentWeights w;
+  // This thread's weights: row r = g*U + u of the block (unit j0 + u of gate g), its k-slice.
+  float w[kResidentK];
   {
-    const int gi = tid % shape.groups, sl = tid / shape.groups;
+    const int g = r / U, u = r % U;
+    const bool real = in_product && r < rows && j0 + u < H;
+    const S* src = p.w_hh + (g * H + j0 + u) * P;
     const index_t k0 = static_cast<index_t>(sl) * shape.kslice;
 #pragma unroll
-    for (int m = 0; m < kResidentRows; ++m) {
-      const int row = gi * kResidentRows + m, g = row / U, u = row % U;
-      const bool real = sl < shape.slices && row < rows && j0 + u < H;
-      const S* src = p.w_hh + (g * H + j0 + u) * P;
-#pragma unroll
-      for (int i = 0; i < kResidentCols; ++i)
-        w[m][i] = real && i < shape.kslice && k0 + i < P ? to_acc(src[k0 + i]) : 0.f;
-    }
+    for (int i = 0; i < kResidentK; ++i)
+      w[i] = real && i < shape.kslice && k0 + i < P ? to_acc(src[k0 + i]) : 0.f;
   }
   for (int e = tid; e < bc * ld; e += nthreads) vbuf[e] = 0.f;
   for (int e = tid; e < rows; e += nthreads) {
@@ -471,12 +468,12 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
         copy_wait();
       }
       __syncthreads();
-      if (in_product) resident_product(w, shape, vbuf, ld, nb, part, bc);
+      if (in_product) resident_product(w, chunks, vbuf, ld, sl, shape.kslice, nb, part, bc, shape.rows_pad, r);
       __syncthreads();
       for (int e = tid; e < nb * rows; e += nthreads) {
-        const int b = e / rows, row = e - b * rows;
+        const int b = e / rows, row = e % rows;
         float sum = 0.f;
-        for (int q = 0; q < shape.warps(); ++q) sum += part[(q * bc + b) * shape.rows_pad() + row];
+        for (int q = 0; q < shape.slices; ++q) sum += part[(q * bc + b) * shape.rows_pad + row];
         hp[(b0 + b) * rows + row] = sum;
       }
       __syncthreads();
@@ -566,7 +563,7 @@ PersistentPlan plan_resident_forward(const Sizes& n) {
   if (!plan.reason.empty()) return plan;
   const ResidentShape& r = plan.resident;
   const std::size_t fixed = resident_forward_layout(B, G, plan.units, r, 0).total;
-  const std::size_t per_row = sizeof(float) * (r.ld() + r.warps() * r.rows_pad()) + 32;  // 32: alignment
+  const std::size_t per_row = sizeof(float) * (r.ld() + r.slices * r.rows_pad) + 32;  // 32: alignment
   if (fixed + per_row > static_cast<std::size_t>(dev.smem_optin)) {
     plan.reason = "the register-resident kernel's state needs more shared memory than the device allows";
     return plan;
@@ -638,7 +635,7 @@ void forward_run(const ForwardParams<S>& p, cudaStream_t stream, Path path) {
         else exchange = kind == PersistentKind::tagged ? Exchange::tagged : Exchange::flags;
       }
     }
-    if (plan.resident.groups == 0) plan = plan_persistent_forward<Cell, Project, S>(n);
+    if (plan.resident.rows_pad == 0) plan = plan_persistent_forward<Cell, Project, S>(n);
     if (path == Path::persistent && !plan.reason.empty())
       throw std::runtime_error("path='persistent' cannot run this problem: " + plan.reason);
     persistent = plan.reason.empty();
@@ -655,7 +652,7 @@ void forward_run(const ForwardParams<S>& p, cudaStream_t stream, Path path) {
   else
     xw = xw_ws.as<A>();
   gemm<S, A>(T * B, GH, I, View<S>{p.x, I, 1}, View<S>{p.w_ih, 1, I}, xw, GH, p.b_ih, stream);
-  if (persistent && plan.resident.groups > 0) {
+  if (persistent && plan.resident.rows_pad > 0) {
     if constexpr (!Project && std::is_same_v<A, float>) forward_resident<Cell, S>(p, xw, plan, exchange, stream);
   } else if (persistent) {
     forward_persistent<Cell, Project, S>(p, xw, plan, stream);

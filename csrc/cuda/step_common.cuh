@@ -160,26 +160,22 @@ __host__ __device__ inline BackwardLayout backward_layout(index_t B, index_t H, 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Register-resident persistent kernels (float accumulation only). Block i owns `rows` rows of a
-// matrix (the forward: G*U rows of R), padded to rows_pad = 4 * groups. Thread t = sl * groups + gi
-// holds rows 4*gi .. 4*gi + 3 over the k-slice sl (kslice columns) in registers for the whole
-// sequence: w[m][i] = row 4*gi + m, column sl * kslice + i (zero past the row's end and for padded
-// rows). Each step a thread multiplies its slice by every sequence of the state: every 16-byte read
-// of shared memory feeds 16 FMAs, and the 8 lanes of a quarter-warp (one slice) read one address.
-// The slices' partial sums are added by a fixed butterfly inside each warp, then warp by warp in
-// order: results do not depend on timing.
+// Register-resident persistent kernels (float accumulation only). Block i owns G*U rows of the
+// recurrent matrix; thread t holds row r = t % rows_pad, k-slice sl = t / rows_pad of them in
+// registers for the whole sequence: w[i] = row r, column sl * kslice + i (zero past the row's end
+// and for padded rows). Each step a thread multiplies its slice by every sequence of the state
+// (broadcast reads of shared memory: the lanes of a quarter-warp read one address), and the
+// slices' partial sums are added in slice order: results do not depend on timing.
 //
 // The state is passed between blocks through L2, in one of two ways:
 //   tagged: each value is stored with the step it belongs to in one 8-byte word; readers spin on
 //           the words themselves. No fence, no flag, no barrier: one trip through L2 per step.
 //   flags:  values are stored plainly; each block then publishes "step s done" in its own flag
-//           (fence, release store), and readers wait for every block's flag, then copy the state
-//           into shared memory (cp.async). Half the bytes of the tagged words, for large states.
+//           (fence, release store), and readers wait for every block's flag before reading.
+//           Half the bytes of the tagged words, for large states.
 // ---------------------------------------------------------------------------------------------
-constexpr int kResidentRows = 4;     // rows per thread
-constexpr int kResidentCols = 32;    // columns per thread, at most
-constexpr int kResidentChunk = 8;    // a slice is a multiple of this many columns
-constexpr int kResidentGroups = 8;   // row groups per block, at least: a quarter-warp is one slice
+constexpr int kResidentK = 128;      // weights per thread
+constexpr int kResidentChunk = 32;   // a slice is a multiple of this many columns
 enum class Exchange : int { tagged = 0, flags = 1 };
 
 __device__ __forceinline__ unsigned long long load_volatile(const unsigned long long* p) {
@@ -224,93 +220,85 @@ struct RowWalk {
   }
 };
 
-using ResidentWeights = float[kResidentRows][kResidentCols];
-
-// acc[q][m] = sum over this thread's slice of w[m][i] * v[q * ldv + i], i ascending, for Q
-// sequences: v is the slice's first column of the first sequence (16-byte aligned, ldv a multiple
-// of 4); `chunks` of kResidentChunk columns.
+// acc[q] = sum over this thread's slice of w[i] * v[q * ldv + i], i ascending, for Q sequences:
+// v is the slice's first column of the first sequence (16-byte aligned, ldv a multiple of 4).
 template <int Q>
-__device__ __forceinline__ void resident_pass(const ResidentWeights& w, int chunks, const float* v, int ldv,
-                                              float (&acc)[Q][kResidentRows]) {
+__device__ __forceinline__ void resident_pass(const float (&w)[kResidentK], int chunks, const float* v, int ldv,
+                                              float (&acc)[Q]) {
 #pragma unroll
-  for (int q = 0; q < Q; ++q)
+  for (int q = 0; q < Q; ++q) acc[q] = 0.f;
 #pragma unroll
-    for (int m = 0; m < kResidentRows; ++m) acc[q][m] = 0.f;
-#pragma unroll
-  for (int c = 0; c < kResidentCols / kResidentChunk; ++c) {
+  for (int c = 0; c < kResidentK / kResidentChunk; ++c) {
     if (c >= chunks) break;  // uniform across the block
 #pragma unroll
     for (int i = c * kResidentChunk; i < (c + 1) * kResidentChunk; i += 4) {
 #pragma unroll
       for (int q = 0; q < Q; ++q) {
         const float4 x = *reinterpret_cast<const float4*>(v + q * ldv + i);
-#pragma unroll
-        for (int m = 0; m < kResidentRows; ++m) {
-          acc[q][m] = fmaf(w[m][i], x.x, acc[q][m]);
-          acc[q][m] = fmaf(w[m][i + 1], x.y, acc[q][m]);
-          acc[q][m] = fmaf(w[m][i + 2], x.z, acc[q][m]);
-          acc[q][m] = fmaf(w[m][i + 3], x.w, acc[q][m]);
-        }
+        acc[q] = fmaf(w[i], x.x, acc[q]);
+        acc[q] = fmaf(w[i + 1], x.y, acc[q]);
+        acc[q] = fmaf(w[i + 2], x.z, acc[q]);
+        acc[q] = fmaf(w[i + 3], x.w, acc[q]);
       }
     }
   }
 }
 
-// The shape of a register-resident block: groups x slices threads (<= the block), each slice
-// kslice columns (a multiple of kResidentChunk, at most kResidentCols), ld = slices * kslice >= K.
-struct ResidentShape {
-  int groups = 0, slices = 0, kslice = 0;
-  __host__ __device__ int rows_pad() const { return groups * kResidentRows; }
-  __host__ __device__ int ld() const { return slices * kslice; }
-  __host__ __device__ int warps() const { return (groups * slices + 31) / 32; }  // that hold a slice
-};
-
-// part[(wp * ldp + q) * rows_pad + row] = warp wp's sum over its slices for sequences q < nb of
-// the chunk in vbuf (rows of ldv floats); passes of 8, 4, 2 or 1 sequences.
-template <int Q>
-__device__ __forceinline__ void resident_pass_out(const ResidentWeights& w, const ResidentShape& sh, const float* v,
-                                                  int ldv, int q0, float* part, int ldp, int gi) {
-  float acc[Q][kResidentRows];
-  resident_pass<Q>(w, sh.kslice / kResidentChunk, v + q0 * ldv, ldv, acc);
-  const int lane = threadIdx.x & 31, wp = threadIdx.x >> 5;
-#pragma unroll
-  for (int q = 0; q < Q; ++q)
-#pragma unroll
-    for (int m = 0; m < kResidentRows; ++m)
-      for (int offset = sh.groups; offset < 32; offset *= 2)
-        acc[q][m] += __shfl_xor_sync(0xffffffffu, acc[q][m], offset);
-  if (lane >= sh.groups) return;  // lanes of the warp's first slice keep the sums
-  float* out = part + (static_cast<std::size_t>(wp) * ldp + q0) * sh.rows_pad() + gi * kResidentRows;
-#pragma unroll
-  for (int q = 0; q < Q; ++q)
-#pragma unroll
-    for (int m = 0; m < kResidentRows; ++m) out[q * sh.rows_pad() + m] = acc[q][m];
-}
-__device__ __forceinline__ void resident_product(const ResidentWeights& w, const ResidentShape& sh, const float* vbuf,
-                                                 int ldv, int nb, float* part, int ldp) {
-  const int gi = threadIdx.x % sh.groups, sl = threadIdx.x / sh.groups;
-  const float* v = vbuf + (sl < sh.slices ? sl : 0) * sh.kslice;  // past the last slice: weights 0
+// part[(sl * ldp + q) * rows_pad + r] = this thread's partial sums for sequences q < nb of the
+// chunk in vbuf (rows of ldv floats), passes of 8, 4, 2 or 1 sequences.
+__device__ __forceinline__ void resident_product(const float (&w)[kResidentK], int chunks, const float* vbuf, int ldv,
+                                                 int sl, int kslice, int nb, float* part, int ldp, int rows_pad,
+                                                 int r) {
+  const float* v = vbuf + sl * kslice;
+  float* out = part + static_cast<std::size_t>(sl) * ldp * rows_pad + r;
   int q0 = 0;
-  for (; q0 + 8 <= nb; q0 += 8) resident_pass_out<8>(w, sh, v, ldv, q0, part, ldp, gi);
-  if (q0 + 4 <= nb) resident_pass_out<4>(w, sh, v, ldv, q0, part, ldp, gi), q0 += 4;
-  if (q0 + 2 <= nb) resident_pass_out<2>(w, sh, v, ldv, q0, part, ldp, gi), q0 += 2;
-  if (q0 < nb) resident_pass_out<1>(w, sh, v, ldv, q0, part, ldp, gi);
+  for (; q0 + 8 <= nb; q0 += 8) {
+    float acc[8];
+    resident_pass<8>(w, chunks, v + q0 * ldv, ldv, acc);
+#pragma unroll
+    for (int q = 0; q < 8; ++q) out[(q0 + q) * rows_pad] = acc[q];
+  }
+  if (q0 + 4 <= nb) {
+    float acc[4];
+    resident_pass<4>(w, chunks, v + q0 * ldv, ldv, acc);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) out[(q0 + q) * rows_pad] = acc[q];
+    q0 += 4;
+  }
+  if (q0 + 2 <= nb) {
+    float acc[2];
+    resident_pass<2>(w, chunks, v + q0 * ldv, ldv, acc);
+#pragma unroll
+    for (int q = 0; q < 2; ++q) out[(q0 + q) * rows_pad] = acc[q];
+    q0 += 2;
+  }
+  if (q0 < nb) {
+    float acc[1];
+    resident_pass<1>(w, chunks, v + q0 * ldv, ldv, acc);
+    out[q0 * rows_pad] = acc[0];
+  }
 }
 
-// Empty reason: rows x K fits the block's registers (`threads` a multiple of 32).
+// The shape of a register-resident block: rows_pad x slices threads (<= the block), each slice
+// kslice columns (a multiple of kResidentChunk, at most kResidentK), ld = slices * kslice >= K.
+struct ResidentShape {
+  int rows_pad = 0, slices = 0, kslice = 0;
+  __host__ __device__ int ld() const { return slices * kslice; }
+};
+// Empty reason: rows x K fits the block's registers.
 inline ResidentShape resident_shape(int rows, index_t K, int threads, std::string& reason) {
   ResidentShape r;
-  r.groups = kResidentGroups;
-  while (r.groups * kResidentRows < rows) r.groups *= 2;
-  if (r.groups > 32 || r.groups > threads) {
+  r.rows_pad = 1;
+  while (r.rows_pad < rows) r.rows_pad *= 2;
+  if (r.rows_pad > threads) {
     reason = "a block's " + std::to_string(rows) + " rows do not fit the register-resident kernel";
     return r;
   }
   const index_t by_chunks = (K + kResidentChunk - 1) / kResidentChunk;
-  r.slices = static_cast<int>(std::min<index_t>(threads / r.groups, by_chunks));
+  r.slices = static_cast<int>(std::min<index_t>(threads / r.rows_pad, by_chunks));
   const index_t per = (K + r.slices - 1) / r.slices;
   r.kslice = static_cast<int>((per + kResidentChunk - 1) / kResidentChunk * kResidentChunk);
-  if (r.kslice > kResidentCols)
+  if (r.kslice > kResidentK)
     reason = "a block's slice of the weights (" + std::to_string(rows) + " x " + std::to_string(K) +
              ") does not fit the register-resident kernel";
   return r;
@@ -325,7 +313,7 @@ DeviceLimits device_limits();  // the current device (cached per device); runtim
 // The persistent plan: grid size, units per block, sequences per chunk, shared memory.
 struct PersistentPlan {
   int blocks = 0, units = 0, columns = 0, chunk = 0;
-  ResidentShape resident;  // groups == 0: the shared-memory kernel
+  ResidentShape resident;  // rows_pad == 0: the shared-memory kernel
   std::size_t smem = 0;
   std::string reason;  // empty: the kernel can run
 };

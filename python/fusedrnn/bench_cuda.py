@@ -73,6 +73,7 @@ def _cudnn(torch: Any, cfg: Config, t: dict[str, Any]) -> tuple[Callable[[], Any
     with torch.no_grad():
         for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
             getattr(module, name).copy_(t[name[:-3]])
+    module.flatten_parameters()  # one contiguous weight buffer: cuDNN would copy the weights every call
     x = t["x"].detach().clone().requires_grad_(True)
 
     def fwd() -> Any:
