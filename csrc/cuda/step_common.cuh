@@ -171,8 +171,9 @@ __host__ __device__ inline BackwardLayout backward_layout(index_t B, index_t H, 
 //   tagged: each value is stored with the step it belongs to in one 8-byte word; readers spin on
 //           the words themselves. No fence, no flag, no barrier: one trip through L2 per step.
 //   flags:  values are stored plainly; each block then publishes "step s done" in its own flag
-//           (fence, release store), and readers wait for every block's flag before reading.
-//           Half the bytes of the tagged words, for large states.
+//           (fence, release store); readers wait for every block's flag, then copy the state into
+//           shared memory with cp.async (all of it in flight at once). Half the bytes of the
+//           tagged words; faster than them from B = 4 up on an H200 (perf-notes).
 // ---------------------------------------------------------------------------------------------
 constexpr int kResidentK = 128;      // weights per thread
 constexpr int kResidentChunk = 32;   // a slice is a multiple of this many columns
@@ -220,11 +221,13 @@ struct RowWalk {
   }
 };
 
-// acc[q] = sum over this thread's slice of w[i] * v[q * ldv + i], i ascending, for Q sequences:
-// v is the slice's first column of the first sequence (16-byte aligned, ldv a multiple of 4).
+// out[q * ldo] = sum over this thread's slice of w[i] * v[q * ldv + i], i ascending, for Q
+// sequences: v is the slice's first column of the first sequence (16-byte aligned, ldv a multiple
+// of 4).
 template <int Q>
 __device__ __forceinline__ void resident_pass(const float (&w)[kResidentK], int chunks, const float* v, int ldv,
-                                              float (&acc)[Q]) {
+                                              float* out, int ldo) {
+  float acc[Q];
 #pragma unroll
   for (int q = 0; q < Q; ++q) acc[q] = 0.f;
 #pragma unroll
@@ -242,6 +245,8 @@ __device__ __forceinline__ void resident_pass(const float (&w)[kResidentK], int 
       }
     }
   }
+#pragma unroll
+  for (int q = 0; q < Q; ++q) out[q * ldo] = acc[q];
 }
 
 // part[(sl * ldp + q) * rows_pad + r] = this thread's partial sums for sequences q < nb of the
@@ -252,31 +257,10 @@ __device__ __forceinline__ void resident_product(const float (&w)[kResidentK], i
   const float* v = vbuf + sl * kslice;
   float* out = part + static_cast<std::size_t>(sl) * ldp * rows_pad + r;
   int q0 = 0;
-  for (; q0 + 8 <= nb; q0 += 8) {
-    float acc[8];
-    resident_pass<8>(w, chunks, v + q0 * ldv, ldv, acc);
-#pragma unroll
-    for (int q = 0; q < 8; ++q) out[(q0 + q) * rows_pad] = acc[q];
-  }
-  if (q0 + 4 <= nb) {
-    float acc[4];
-    resident_pass<4>(w, chunks, v + q0 * ldv, ldv, acc);
-#pragma unroll
-    for (int q = 0; q < 4; ++q) out[(q0 + q) * rows_pad] = acc[q];
-    q0 += 4;
-  }
-  if (q0 + 2 <= nb) {
-    float acc[2];
-    resident_pass<2>(w, chunks, v + q0 * ldv, ldv, acc);
-#pragma unroll
-    for (int q = 0; q < 2; ++q) out[(q0 + q) * rows_pad] = acc[q];
-    q0 += 2;
-  }
-  if (q0 < nb) {
-    float acc[1];
-    resident_pass<1>(w, chunks, v + q0 * ldv, ldv, acc);
-    out[q0 * rows_pad] = acc[0];
-  }
+  for (; q0 + 8 <= nb; q0 += 8) resident_pass<8>(w, chunks, v + q0 * ldv, ldv, out + q0 * rows_pad, rows_pad);
+  if (q0 + 4 <= nb) resident_pass<4>(w, chunks, v + q0 * ldv, ldv, out + q0 * rows_pad, rows_pad), q0 += 4;
+  if (q0 + 2 <= nb) resident_pass<2>(w, chunks, v + q0 * ldv, ldv, out + q0 * rows_pad, rows_pad), q0 += 2;
+  if (q0 < nb) resident_pass<1>(w, chunks, v + q0 * ldv, ldv, out + q0 * rows_pad, rows_pad);
 }
 
 // The shape of a register-resident block: rows_pad x slices threads (<= the block), each slice
