@@ -66,7 +66,8 @@ if has tests; then
   grep -E '^(FAILED|ERROR)' "$LOG/tests.log" | cut -c1-220 | head -n 80 >"$LOG/failures.txt"
 fi
 
-if has exchanges; then  # the persistent tests again with each way of passing the state forced
+if has exchanges; then  # the persistent tests again with each way of passing the state forced (and the
+  # register-resident backward, which runs only when one is forced)
   for x in tagged flags; do
     export FUSEDRNN_CUDA_PERSISTENT=$x
     stage "$x" 120 "tests-$x.log" "$PY" -m pytest tests/test_cuda.py -k persistent \
@@ -81,7 +82,7 @@ if has bench; then
   cat "$LOG/bench.log"
 fi
 if has steps; then  # where a persistent step's time goes (benchmarks/gpu_step_latency.py)
-  stage steps 150 steps.log "$PY" benchmarks/gpu_step_latency.py --repeats 15
+  stage steps 240 steps.log "$PY" benchmarks/gpu_step_latency.py --repeats 15
   cat "$LOG/steps.log"
 fi
 if has isa; then  # the CPU kernels on this machine's ISAs (AVX-512 where the CPU has it)
@@ -95,7 +96,9 @@ if has sanitize; then  # memory errors anywhere, shared-memory races in the pers
     "$PY" -m pytest tests/test_cuda.py -q -p no:cacheprovider -o addopts="" -k "$SEL"
   stage racecheck 90 racecheck.log compute-sanitizer --tool racecheck --error-exitcode 9 \
     "$PY" -m pytest tests/test_cuda.py -q -p no:cacheprovider -o addopts="" -k "$SEL and persistent"
-  export FUSEDRNN_CUDA_PERSISTENT=flags
+  export FUSEDRNN_CUDA_PERSISTENT=flags  # the register-resident kernels, the backward too
+  stage memcheck-flags 90 memcheck-flags.log compute-sanitizer --tool memcheck --error-exitcode 9 \
+    "$PY" -m pytest tests/test_cuda.py -q -p no:cacheprovider -o addopts="" -k "$SEL and persistent"
   stage racecheck-flags 90 racecheck-flags.log compute-sanitizer --tool racecheck --error-exitcode 9 \
     "$PY" -m pytest tests/test_cuda.py -q -p no:cacheprovider -o addopts="" -k "$SEL and persistent"
   unset FUSEDRNN_CUDA_PERSISTENT

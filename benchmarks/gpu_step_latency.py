@@ -6,7 +6,7 @@ checks). H = 16 measures what a step costs with almost no work: the grid barrier
 dependent chain of the step (product, cell math, the store of h and its read by every block);
 larger H adds the product. Each row runs the persistent kernels (the shared-memory one, and the
 register-resident one with the state passed as tagged words or behind flags: FUSEDRNN_CUDA_PERSISTENT)
-and the stepwise path, fp32 and bf16.
+and the stepwise path, fp32 and bf16; a second table times forward + backward steps the same way.
 
 Usage (on a GPU machine): ``python benchmarks/gpu_step_latency.py [--repeats 30]``.
 """
@@ -22,7 +22,8 @@ from fusedrnn import cuda
 from fusedrnn.bench_cuda import _event_median_ms
 
 
-def per_step_us(torch, cell: str, H: int, B: int, T: int, dtype: str, path: str, repeats: int) -> float:
+def per_step_us(torch, cell: str, H: int, B: int, T: int, dtype: str, path: str, repeats: int,
+                backward: bool = False) -> float:  # fmt: skip
     G = {"lstm": 4, "gru": 3}.get(cell, 1)
     rng = np.random.default_rng(0)
     s = 1 / np.sqrt(H)
@@ -35,10 +36,18 @@ def per_step_us(torch, cell: str, H: int, B: int, T: int, dtype: str, path: str,
     w, r = dev(rng.uniform(-s, s, (G * H, H))), dev(rng.uniform(-s, s, (G * H, H)))
     b = dev(rng.uniform(-s, s, G * H))
 
+    dy = dev(rng.standard_normal((2 * T, B, H)))
+
     def median_ms(steps: int) -> float:
-        xs = x[:steps]
-        return _event_median_ms(torch, lambda: cuda.forward(cell, xs, h0, c0 if cell == "lstm" else None, w, r, b, b,
-                                                            None, False, False, path=path), repeats)  # fmt: skip
+        xs, dys = x[:steps], dy[:steps]
+
+        def call() -> None:
+            out = cuda.forward(cell, xs, h0, c0 if cell == "lstm" else None, w, r, b, b, None, False, backward,
+                               path=path)  # fmt: skip
+            if backward:
+                cuda.backward(cell, out[3], dys, None, None, path=path)
+
+        return _event_median_ms(torch, call, repeats)
 
     return (median_ms(2 * T) - median_ms(T)) / T * 1e3
 
@@ -62,6 +71,22 @@ def main() -> None:
                 try:
                     row.append(f"{per_step_us(torch, cell, H, B, 200, dtype, path, args.repeats):.2f}")
                 except RuntimeError as e:  # the persistent path cannot run this size
+                    row.append("n/a" if "persistent" in str(e) else "error")
+            os.environ.pop("FUSEDRNN_CUDA_PERSISTENT")
+            print(f"{cell:5s} {H:5d} {B:3d} {dtype:9s}" + "".join(f"{v:>10s}" for v in row), flush=True)
+    # Forward + backward: "flags" also runs the register-resident backward (shared: the shared-memory one).
+    variants = (("shared", "persistent"), ("flags", "persistent"), ("", "stepwise"))
+    print(f"\nmarginal us per forward + backward step (2T - T steps, T = 200)")
+    print(f"{'cell':5s} {'H':>5s} {'B':>3s} {'dtype':9s}" + "".join(f"{v or p:>10s}" for v, p in variants))
+    for cell, H, B in (("lstm", 512, 1), ("lstm", 1024, 1), ("lstm", 512, 16), ("lstm", 1024, 16), ("gru", 512, 16),
+                       ("lstm", 1024, 32)):  # fmt: skip
+        for dtype in ("float32", "bfloat16"):
+            row = []
+            for variant, path in variants:
+                os.environ["FUSEDRNN_CUDA_PERSISTENT"] = variant
+                try:
+                    row.append(f"{per_step_us(torch, cell, H, B, 200, dtype, path, args.repeats, True):.2f}")
+                except RuntimeError as e:
                     row.append("n/a" if "persistent" in str(e) else "error")
             os.environ.pop("FUSEDRNN_CUDA_PERSISTENT")
             print(f"{cell:5s} {H:5d} {B:3d} {dtype:9s}" + "".join(f"{v:>10s}" for v in row), flush=True)

@@ -13,6 +13,8 @@
 // dh_direct and dc for the whole walk, one grid barrier per transition; no projection).
 #pragma once
 
+#include <type_traits>
+
 #include "step_common.cuh"
 
 namespace fusedrnn::cuda {
@@ -301,6 +303,213 @@ void backward_persistent(const BackwardParams<S>& p, S* dgr, const PersistentPla
 }
 
 // ---------------------------------------------------------------------------------------------
+// Persistent, register-resident (float accumulation, P == H): step_common.cuh's "Register-resident
+// persistent kernels" over the columns of R. Block i owns units [i*U, i*U + U); thread t holds 128
+// rows k of column j0 + r of R (r = t % rows_pad) in registers. Each transition copies the step's
+// recurrent gate gradients (all blocks wrote them) into shared memory and computes dgates_rec R
+// for the block's units. The gate gradients are a [T, B, G*H] output, never overwritten, so the
+// blocks need no ping-pong: each publishes in its flag how many steps' gradients it has written,
+// and readers wait for every flag. Shared memory, in floats:
+//   vbuf [bc, ld]               a chunk of the step's recurrent gate gradients (zero past G*H)
+//   part [slices, bc, rows_pad] the slices' partial sums of the chunk
+//   dhr  [B, U]                 dgates_rec R for the block's units
+//   dhd  [B, U]                 the direct part of dh (GRU dh*z; padding: all of dh)
+//   dcs  [B, U]                 LSTM d loss / d c
+// ---------------------------------------------------------------------------------------------
+struct ResidentBackwardLayout {
+  std::size_t vbuf, part, dhr, dhd, dcs, total;
+};
+__host__ __device__ inline ResidentBackwardLayout resident_backward_layout(index_t B, int U, const ResidentShape& r,
+                                                                           int bc) {
+  ResidentBackwardLayout L{};
+  std::size_t off = 0;
+  L.vbuf = off, off += align16(sizeof(float) * bc * r.ld());
+  L.part = off, off += align16(sizeof(float) * r.slices * bc * r.rows_pad);
+  L.dhr = off, off += align16(sizeof(float) * B * U);
+  L.dhd = off, off += align16(sizeof(float) * B * U);
+  L.dcs = off, off += align16(sizeof(float) * B * U);
+  L.total = off;
+  return L;
+}
+
+// This block has written the gradients of `steps` steps: publish it (after every thread's stores).
+__device__ __forceinline__ void publish_steps(unsigned* flags, unsigned steps) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    store_release(flags + blockIdx.x, steps);
+  }
+}
+
+// flags [gridDim.x], zeroed before the launch.
+template <class Cell, class S>
+__global__ void __launch_bounds__(kPersistentThreads, 1)
+    resident_backward_kernel(BackwardParams<S> p, int U, ResidentShape shape, int bc, S* __restrict__ dgr,
+                             unsigned* flags) {
+  constexpr int G = Cell::G;
+  constexpr bool lstm = Cell::kHasCellState;
+  extern __shared__ __align__(16) unsigned char smem[];
+  const Sizes n = p.n;
+  const index_t T = n.T, B = n.B, H = n.H, P = n.P, GH = G * H;
+  const int ld = shape.ld();
+  const ResidentBackwardLayout L = resident_backward_layout(B, U, shape, bc);
+  float* const vbuf = reinterpret_cast<float*>(smem + L.vbuf);
+  float* const part = reinterpret_cast<float*>(smem + L.part);
+  float* const dhr = reinterpret_cast<float*>(smem + L.dhr);
+  float* const dhd = reinterpret_cast<float*>(smem + L.dhd);
+  float* const dcs = reinterpret_cast<float*>(smem + L.dcs);
+  const int tid = threadIdx.x, nthreads = blockDim.x;
+  const index_t j0 = static_cast<index_t>(blockIdx.x) * U;
+  const int r = tid % shape.rows_pad, sl = tid / shape.rows_pad;
+  const bool in_product = sl < shape.slices;
+  const int chunks = shape.kslice / kResidentChunk;
+  const bool copy16 = std::is_same_v<S, float> && GH % 4 == 0;  // rows of whole 16-byte pieces
+
+  // This thread's weights: column j0 + r of R, rows k of its slice.
+  float w[kResidentK];
+  {
+    const bool real = in_product && r < U && j0 + r < H;
+    const index_t k0 = static_cast<index_t>(sl) * shape.kslice;
+#pragma unroll
+    for (int i = 0; i < kResidentK; ++i)
+      w[i] = real && i < shape.kslice && k0 + i < GH ? to_acc(p.w_hh[(k0 + i) * P + j0 + r]) : 0.f;
+  }
+  for (int e = tid; e < bc * ld; e += nthreads) vbuf[e] = 0.f;
+
+  // The last processed step, from dh_n (+ dy) and dc_n.
+  const index_t t_last = time_of(n, T - 1);
+  for (int e = tid; e < B * U; e += nthreads) {
+    const int b = e / U;
+    const index_t j = j0 + (e - b * U);
+    if (j >= H) {
+      dhd[e] = dcs[e] = 0.f;
+      continue;
+    }
+    float dcv = lstm ? to_acc(p.dc_n[b * H + j]) : 0.f;
+    float dh = to_acc(p.dh_n[b * P + j]);
+    if (active(n, b, t_last)) dh += to_acc(p.dy[(t_last * B + b) * P + j]);
+    float direct = 0.f;
+    backward_unit<Cell, S>(p, dgr, t_last, b, j, dh, direct, dcv);
+    dhd[e] = direct;
+    dcs[e] = dcv;
+  }
+  publish_steps(flags, 1);
+
+  for (index_t s = T - 1; s >= 0; --s) {
+    const index_t t = time_of(n, s);
+    const unsigned written = static_cast<unsigned>(T - s);  // steps whose gradients step t's product needs
+    for (int i = tid; i < static_cast<int>(gridDim.x); i += nthreads)
+      while (load_acquire(flags + i) < written) {
+      }
+    __syncthreads();
+    // (1) dgates_rec[t] R for the block's units, bc sequences at a time: dhr[b][u].
+    for (index_t b0 = 0; b0 < B; b0 += bc) {
+      const int nb = static_cast<int>(B - b0 < bc ? B - b0 : bc);
+      const S* src = dgr + (t * B + b0) * GH;
+      if (copy16) {
+        const int quads = static_cast<int>(GH / 4);
+        for (RowWalk it(tid, nthreads, quads); it.b < nb; it.next())
+          copy_async16(vbuf + it.b * ld + 4 * it.q, src + static_cast<index_t>(it.b) * GH + 4 * it.q);
+        copy_wait();
+      } else {
+#pragma unroll 4
+        for (RowWalk it(tid, nthreads, static_cast<int>(GH)); it.b < nb; it.next())
+          vbuf[it.b * ld + it.q] = to_acc(load_cg(src + static_cast<index_t>(it.b) * GH + it.q));
+      }
+      __syncthreads();
+      if (in_product) resident_product(w, chunks, vbuf, ld, sl, shape.kslice, nb, part, bc, shape.rows_pad, r);
+      __syncthreads();
+      for (int e = tid; e < nb * U; e += nthreads) {
+        const int b = e / U, u = e - b * U;
+        float sum = 0.f;
+        for (int q = 0; q < shape.slices; ++q) sum += part[(q * bc + b) * shape.rows_pad + u];
+        dhr[(b0 + b) * U + u] = sum;
+      }
+      __syncthreads();
+    }
+    // (2) dh entering step t; differentiate the step before it (or write dh0).
+    for (int e = tid; e < B * U; e += nthreads) {
+      const int b = e / U;
+      const index_t j = j0 + (e - b * U);
+      if (j >= H) continue;
+      float dh = (active(n, b, t) ? dhr[e] : 0.f) + dhd[e];  // padding: nothing flows through R
+      if (s > 0) {
+        const index_t tp = time_of(n, s - 1);
+        if (active(n, b, tp)) dh += to_acc(p.dy[(tp * B + b) * P + j]);
+        float dcv = dcs[e], direct = 0.f;
+        backward_unit<Cell, S>(p, dgr, tp, b, j, dh, direct, dcv);
+        dhd[e] = direct;
+        dcs[e] = dcv;
+      } else {
+        p.dh0[b * P + j] = from_acc<S>(dh);
+      }
+    }
+    if (s > 0) publish_steps(flags, written + 1);
+  }
+  if constexpr (lstm)
+    for (int e = tid; e < B * U; e += nthreads) {
+      const int b = e / U;
+      const index_t j = j0 + (e - b * U);
+      if (j < H) p.dc0[b * H + j] = from_acc<S>(dcs[e]);
+    }
+}
+
+// The register-resident backward runs only when FUSEDRNN_CUDA_PERSISTENT is tagged or flags: it has
+// not run on a GPU yet (written 2026-12-01 after the session's device time was spent). Make it the
+// default once gpu_check.sh's exchange stages pass with it and it times faster.
+inline bool resident_backward_chosen() {
+  const PersistentKind kind = persistent_override();
+  return kind == PersistentKind::tagged || kind == PersistentKind::flags;
+}
+
+template <class Cell, class S>
+PersistentPlan plan_resident_backward(const Sizes& n) {
+  constexpr int G = Cell::G;
+  PersistentPlan plan;
+  const DeviceLimits dev = device_limits();
+  if (n.P != n.H) {
+    plan.reason = "the persistent backward does not handle an LSTM projection";
+    return plan;
+  }
+  if (!dev.cooperative || dev.sms <= 0 || dev.smem_optin <= 0) {
+    plan.reason = "the device does not support the persistent kernels";
+    return plan;
+  }
+  const index_t B = n.B, H = n.H;
+  plan.units = static_cast<int>((H + dev.sms - 1) / dev.sms);
+  plan.blocks = static_cast<int>((H + plan.units - 1) / plan.units);
+  plan.resident = resident_shape(plan.units, G * H, kPersistentThreads, plan.reason);
+  if (!plan.reason.empty()) return plan;
+  const ResidentShape& r = plan.resident;
+  const std::size_t fixed = resident_backward_layout(B, plan.units, r, 0).total;
+  const std::size_t per_row = sizeof(float) * (r.ld() + r.slices * r.rows_pad) + 32;  // 32: alignment
+  if (fixed + per_row > static_cast<std::size_t>(dev.smem_optin)) {
+    plan.reason = "the register-resident backward needs more shared memory than the device allows";
+    return plan;
+  }
+  plan.chunk = static_cast<int>(std::min<std::size_t>((dev.smem_optin - fixed) / per_row, B));
+  plan.smem = resident_backward_layout(B, plan.units, r, plan.chunk).total;
+  check_residency(plan, resident_backward_kernel<Cell, S>, dev);
+  return plan;
+}
+
+template <class Cell, class S>
+void backward_resident(const BackwardParams<S>& p, S* dgr, const PersistentPlan& plan, cudaStream_t stream) {
+  Workspace ws(sizeof(unsigned) * plan.blocks, stream);
+  FUSEDRNN_CUDA_CHECK(cudaMemsetAsync(ws.as<unsigned>(), 0, sizeof(unsigned) * plan.blocks, stream));
+  BackwardParams<S> params = p;
+  int U = plan.units, bc = plan.chunk;
+  ResidentShape shape = plan.resident;
+  S* dgr_arg = dgr;
+  unsigned* flags = ws.as<unsigned>();
+  void* args[] = {&params, &U, &shape, &bc, &dgr_arg, &flags};
+  FUSEDRNN_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(resident_backward_kernel<Cell, S>),
+                                                  dim3(plan.blocks), dim3(kPersistentThreads), args, plan.smem,
+                                                  stream));
+  check_launch("resident_backward_kernel");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Entry
 // ---------------------------------------------------------------------------------------------
 
@@ -324,6 +533,8 @@ void backward_products(const BackwardParams<S>& p, const S* dgr, cudaStream_t st
 template <class Cell, class S>
 std::string persistent_backward_reason_impl(const Sizes& n) {
   if (n.T <= 0 || n.B <= 0) return "";
+  if constexpr (std::is_same_v<acc_t<S>, float>)
+    if (resident_backward_chosen() && plan_resident_backward<Cell, S>(n).reason.empty()) return "";
   return plan_persistent_backward<Cell, S>(n).reason;
 }
 
@@ -343,17 +554,24 @@ void backward_run(const BackwardParams<S>& p, cudaStream_t stream, Path path) {
                                "an LSTM projection");
     backward_stepwise_projected<S>(p, stream);
   } else {
+    // The shared-memory kernel, or where chosen and it fits the register-resident one (a forced
+    // persistent path that cannot run raises).
     PersistentPlan plan;
     bool persistent = false;
-    if (path == Path::persistent) {
-      plan = plan_persistent_backward<Cell, S>(n);
-      if (!plan.reason.empty()) throw std::runtime_error("path='persistent' cannot run this problem: " + plan.reason);
-      persistent = true;
-    } else if (path == Path::automatic && B <= kPersistentMaxBatchAuto) {
-      plan = plan_persistent_backward<Cell, S>(n);
+    if (path == Path::persistent || (path == Path::automatic && B <= kPersistentMaxBatchAuto)) {
+      if constexpr (std::is_same_v<acc_t<S>, float>)
+        if (resident_backward_chosen()) {
+          plan = plan_resident_backward<Cell, S>(n);
+          if (!plan.reason.empty()) plan = PersistentPlan{};
+        }
+      if (plan.resident.rows_pad == 0) plan = plan_persistent_backward<Cell, S>(n);
+      if (path == Path::persistent && !plan.reason.empty())
+        throw std::runtime_error("path='persistent' cannot run this problem: " + plan.reason);
       persistent = plan.reason.empty();
     }
-    if (persistent)
+    if (persistent && plan.resident.rows_pad > 0) {
+      if constexpr (std::is_same_v<acc_t<S>, float>) backward_resident<Cell, S>(p, dgr, plan, stream);
+    } else if (persistent)
       backward_persistent<Cell, S>(p, dgr, plan, stream);
     else
       backward_stepwise<Cell, S>(p, dgr, stream);

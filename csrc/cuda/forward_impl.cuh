@@ -16,7 +16,6 @@
 // The tape and every output follow conventions.h exactly as the CPU kernels write them.
 #pragma once
 
-#include <cstdlib>
 #include <type_traits>
 
 #include "step_common.cuh"
@@ -532,20 +531,10 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
 }
 
 // How the state moves between blocks (the tagged words up to this many, else flags), unless
-// FUSEDRNN_CUDA_PERSISTENT (shared | tagged | flags: benchmarks and tests) says otherwise. On an
+// FUSEDRNN_CUDA_PERSISTENT says otherwise (persistent_override). On an
 // H200 the tagged words were faster only at B = 1, H <= 512 (gpu_step_latency.py; perf-notes).
 constexpr index_t kTaggedMaxWords = 512;
 
-enum class PersistentKind { shared, tagged, flags, automatic };
-inline PersistentKind persistent_override() {
-  const char* v = std::getenv("FUSEDRNN_CUDA_PERSISTENT");
-  if (v == nullptr || *v == '\0') return PersistentKind::automatic;
-  const std::string s(v);
-  if (s == "shared") return PersistentKind::shared;
-  if (s == "tagged") return PersistentKind::tagged;
-  if (s == "flags") return PersistentKind::flags;
-  throw std::invalid_argument("FUSEDRNN_CUDA_PERSISTENT must be shared, tagged or flags, not '" + s + "'");
-}
 
 template <class Cell, class S>
 PersistentPlan plan_resident_forward(const Sizes& n) {

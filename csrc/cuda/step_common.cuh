@@ -6,6 +6,8 @@
 #include <cooperative_groups.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <stdexcept>
 #include <string>
 
 #include "kernels.cuh"
@@ -286,6 +288,21 @@ inline ResidentShape resident_shape(int rows, index_t K, int threads, std::strin
     reason = "a block's slice of the weights (" + std::to_string(rows) + " x " + std::to_string(K) +
              ") does not fit the register-resident kernel";
   return r;
+}
+
+// FUSEDRNN_CUDA_PERSISTENT (tests and benchmarks): "shared" forces the shared-memory persistent
+// kernels, "tagged" or "flags" the register-resident ones where they fit, the forward with that
+// exchange (the backward has flags only); unset or empty: the forward's kernel and exchange by
+// size, the shared-memory backward. Read at each call.
+enum class PersistentKind { shared, tagged, flags, automatic };
+inline PersistentKind persistent_override() {
+  const char* v = std::getenv("FUSEDRNN_CUDA_PERSISTENT");
+  if (v == nullptr || *v == '\0') return PersistentKind::automatic;
+  const std::string s(v);
+  if (s == "shared") return PersistentKind::shared;
+  if (s == "tagged") return PersistentKind::tagged;
+  if (s == "flags") return PersistentKind::flags;
+  throw std::invalid_argument("FUSEDRNN_CUDA_PERSISTENT must be shared, tagged or flags, not '" + s + "'");
 }
 
 // What the device offers a persistent kernel.
