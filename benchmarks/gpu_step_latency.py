@@ -52,44 +52,38 @@ def per_step_us(torch, cell: str, H: int, B: int, T: int, dtype: str, path: str,
     return (median_ms(2 * T) - median_ms(T)) / T * 1e3
 
 
+def table(torch, title: str, configs, variants, repeats: int, backward: bool) -> None:
+    """One row per (cell, H, B) and dtype, one column per (FUSEDRNN_CUDA_PERSISTENT value, path)."""
+    print(f"\n{torch.cuda.get_device_name()}: marginal us per {title} (2T - T steps, T = 200)")
+    print(f"{'cell':5s} {'H':>5s} {'B':>3s} {'dtype':9s}" + "".join(f"{v or p:>10s}" for v, p in variants))
+    for cell, H, B in configs:
+        for dtype in ("float32", "bfloat16"):
+            row = []
+            for variant, path in variants:
+                os.environ["FUSEDRNN_CUDA_PERSISTENT"] = variant
+                try:
+                    row.append(f"{per_step_us(torch, cell, H, B, 200, dtype, path, repeats, backward):.2f}")
+                except RuntimeError as e:  # the persistent path cannot run this size
+                    row.append("n/a" if "persistent" in str(e) else "error")
+            os.environ.pop("FUSEDRNN_CUDA_PERSISTENT")
+            print(f"{cell:5s} {H:5d} {B:3d} {dtype:9s}" + "".join(f"{v:>10s}" for v in row), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
     import torch
 
-    print(f"{torch.cuda.get_device_name()}: marginal us per forward step (2T - T steps, T = 200)")
-    variants = (("shared", "persistent"), ("tagged", "persistent"), ("flags", "persistent"), ("", "stepwise"))
-    print(f"{'cell':5s} {'H':>5s} {'B':>3s} {'dtype':9s}" + "".join(f"{v or p:>10s}" for v, p in variants))
-    for cell, H, B in (("lstm", 16, 1), ("lstm", 512, 1), ("lstm", 1024, 1), ("lstm", 512, 4), ("lstm", 1024, 4),
-                       ("lstm", 512, 16), ("lstm", 1024, 16), ("lstm", 768, 16), ("gru", 512, 16), ("gru", 1024, 16),
-                       ("lstm", 1024, 32)):  # fmt: skip
-        for dtype in ("float32", "bfloat16"):
-            row = []
-            for variant, path in variants:
-                os.environ["FUSEDRNN_CUDA_PERSISTENT"] = variant
-                try:
-                    row.append(f"{per_step_us(torch, cell, H, B, 200, dtype, path, args.repeats):.2f}")
-                except RuntimeError as e:  # the persistent path cannot run this size
-                    row.append("n/a" if "persistent" in str(e) else "error")
-            os.environ.pop("FUSEDRNN_CUDA_PERSISTENT")
-            print(f"{cell:5s} {H:5d} {B:3d} {dtype:9s}" + "".join(f"{v:>10s}" for v in row), flush=True)
-    # Forward + backward: "flags" also runs the register-resident backward (shared: the shared-memory one).
-    variants = (("shared", "persistent"), ("flags", "persistent"), ("", "stepwise"))
-    print(f"\nmarginal us per forward + backward step (2T - T steps, T = 200)")
-    print(f"{'cell':5s} {'H':>5s} {'B':>3s} {'dtype':9s}" + "".join(f"{v or p:>10s}" for v, p in variants))
-    for cell, H, B in (("lstm", 512, 1), ("lstm", 1024, 1), ("lstm", 512, 16), ("lstm", 1024, 16), ("gru", 512, 16),
-                       ("lstm", 1024, 32)):  # fmt: skip
-        for dtype in ("float32", "bfloat16"):
-            row = []
-            for variant, path in variants:
-                os.environ["FUSEDRNN_CUDA_PERSISTENT"] = variant
-                try:
-                    row.append(f"{per_step_us(torch, cell, H, B, 200, dtype, path, args.repeats, True):.2f}")
-                except RuntimeError as e:
-                    row.append("n/a" if "persistent" in str(e) else "error")
-            os.environ.pop("FUSEDRNN_CUDA_PERSISTENT")
-            print(f"{cell:5s} {H:5d} {B:3d} {dtype:9s}" + "".join(f"{v:>10s}" for v in row), flush=True)
+    persistent = [(v, "persistent") for v in ("shared", "tagged", "flags")]
+    table(torch, "forward step", (("lstm", 16, 1), ("lstm", 512, 1), ("lstm", 1024, 1), ("lstm", 512, 4),
+                                  ("lstm", 1024, 4), ("lstm", 512, 16), ("lstm", 1024, 16), ("lstm", 768, 16),
+                                  ("gru", 512, 16), ("gru", 1024, 16), ("lstm", 1024, 32)),
+          persistent + [("", "stepwise")], args.repeats, False)  # fmt: skip
+    # "flags" also runs the register-resident backward; "shared" the shared-memory one.
+    table(torch, "forward + backward step", (("lstm", 512, 1), ("lstm", 1024, 1), ("lstm", 512, 16),
+                                             ("lstm", 1024, 16), ("gru", 512, 16), ("lstm", 1024, 32)),
+          [persistent[0], persistent[2], ("", "stepwise")], args.repeats, True)  # fmt: skip
 
 
 if __name__ == "__main__":

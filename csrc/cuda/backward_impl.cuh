@@ -362,7 +362,6 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
   const index_t j0 = static_cast<index_t>(blockIdx.x) * U;
   const int r = tid % shape.rows_pad, sl = tid / shape.rows_pad;
   const bool in_product = sl < shape.slices;
-  const int chunks = shape.kslice / kResidentChunk;
   const bool copy16 = std::is_same_v<S, float> && GH % 4 == 0;  // rows of whole 16-byte pieces
 
   // This thread's weights: column j0 + r of R, rows k of its slice.
@@ -416,16 +415,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
         for (RowWalk it(tid, nthreads, static_cast<int>(GH)); it.b < nb; it.next())
           vbuf[it.b * ld + it.q] = to_acc(load_cg(src + static_cast<index_t>(it.b) * GH + it.q));
       }
-      __syncthreads();
-      if (in_product) resident_product(w, chunks, vbuf, ld, sl, shape.kslice, nb, part, bc, shape.rows_pad, r);
-      __syncthreads();
-      for (int e = tid; e < nb * U; e += nthreads) {
-        const int b = e / U, u = e - b * U;
-        float sum = 0.f;
-        for (int q = 0; q < shape.slices; ++q) sum += part[(q * bc + b) * shape.rows_pad + u];
-        dhr[(b0 + b) * U + u] = sum;
-      }
-      __syncthreads();
+      resident_chunk(w, shape, vbuf, nb, part, bc, U, dhr + b0 * U, U);
     }
     // (2) dh entering step t; differentiate the step before it (or write dh0).
     for (int e = tid; e < B * U; e += nthreads) {

@@ -387,7 +387,6 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
   const index_t j0 = static_cast<index_t>(blockIdx.x) * U;
   const int r = tid % shape.rows_pad, sl = tid / shape.rows_pad;
   const bool in_product = sl < shape.slices;
-  const int chunks = shape.kslice / kResidentChunk;
 
   // This thread's weights: row r = g*U + u of the block (unit j0 + u of gate g), its k-slice.
   float w[kResidentK];
@@ -466,16 +465,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
           copy_async16(vbuf + it.b * ld + 4 * it.q, src + it.b * Pw + 4 * it.q);
         copy_wait();
       }
-      __syncthreads();
-      if (in_product) resident_product(w, chunks, vbuf, ld, sl, shape.kslice, nb, part, bc, shape.rows_pad, r);
-      __syncthreads();
-      for (int e = tid; e < nb * rows; e += nthreads) {
-        const int b = e / rows, row = e % rows;
-        float sum = 0.f;
-        for (int q = 0; q < shape.slices; ++q) sum += part[(q * bc + b) * shape.rows_pad + row];
-        hp[(b0 + b) * rows + row] = sum;
-      }
-      __syncthreads();
+      resident_chunk(w, shape, vbuf, nb, part, bc, rows, hp + b0 * rows, rows);
     }
     // (2) The cell's pointwise math for the block's units.
     for (int e = tid; e < B * U; e += nthreads) {

@@ -290,6 +290,26 @@ inline ResidentShape resident_shape(int rows, index_t K, int threads, std::strin
   return r;
 }
 
+// One chunk of nb sequences, in vbuf (rows of ld floats), through the block's product:
+// out[b * ldo + row] = sum over slices, in slice order, of the partial sums, for b < nb and
+// row < rows. Every thread of the block calls it (it synchronises: vbuf is complete on entry, and
+// vbuf and part may be reused on return).
+__device__ __forceinline__ void resident_chunk(const float (&w)[kResidentK], const ResidentShape& sh, const float* vbuf,
+                                               int nb, float* part, int ldp, int rows, float* out, int ldo) {
+  const int r = threadIdx.x % sh.rows_pad, sl = threadIdx.x / sh.rows_pad;
+  __syncthreads();
+  if (sl < sh.slices) resident_product(w, sh.kslice / kResidentChunk, vbuf, sh.ld(), sl, sh.kslice, nb, part, ldp,
+                                       sh.rows_pad, r);
+  __syncthreads();
+  for (int e = threadIdx.x; e < nb * rows; e += blockDim.x) {
+    const int b = e / rows, row = e - b * rows;
+    float sum = 0.f;
+    for (int q = 0; q < sh.slices; ++q) sum += part[(q * ldp + b) * sh.rows_pad + row];
+    out[b * ldo + row] = sum;
+  }
+  __syncthreads();
+}
+
 // FUSEDRNN_CUDA_PERSISTENT (tests and benchmarks): "shared" forces the shared-memory persistent
 // kernels, "tagged" or "flags" the register-resident ones where they fit, the forward with that
 // exchange (the backward has flags only); unset or empty: the forward's kernel and exchange by
