@@ -388,6 +388,18 @@ def test_persistent_kernels_at_large_hidden_sizes(cell: str, H: int, exchange: s
 
 
 @needs_gpu
+@pytest.mark.parametrize("exchange", ("tagged", "flags"))
+@pytest.mark.parametrize("T,B,H", [(2, 1000, 64), (2, 48, 1024)])
+def test_persistent_kernels_in_chunks_of_sequences(T: int, B: int, H: int, exchange: str, rng: np.random.Generator,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    # More sequences than one block's shared memory holds at once: the state (and, backward, the
+    # gate gradients) pass through the product in chunks.
+    monkeypatch.setenv("FUSEDRNN_CUDA_PERSISTENT", exchange)
+    a = make_inputs(rng, "lstm", T, B, 8, H, lengths=True)
+    check_against_cpu_and_reference("lstm", a, False, "float32", "persistent")
+
+
+@needs_gpu
 def test_persistent_override_is_checked(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FUSEDRNN_CUDA_PERSISTENT", "fast")
     with pytest.raises(ValueError, match="FUSEDRNN_CUDA_PERSISTENT"):
