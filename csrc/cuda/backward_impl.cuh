@@ -454,33 +454,15 @@ inline bool resident_backward_chosen() {
 
 template <class Cell, class S>
 PersistentPlan plan_resident_backward(const Sizes& n) {
-  constexpr int G = Cell::G;
-  PersistentPlan plan;
-  const DeviceLimits dev = device_limits();
   if (n.P != n.H) {
+    PersistentPlan plan;
     plan.reason = "the persistent backward does not handle an LSTM projection";
     return plan;
   }
-  if (!dev.cooperative || dev.sms <= 0 || dev.smem_optin <= 0) {
-    plan.reason = "the device does not support the persistent kernels";
-    return plan;
-  }
-  const index_t B = n.B, H = n.H;
-  plan.units = static_cast<int>((H + dev.sms - 1) / dev.sms);
-  plan.blocks = static_cast<int>((H + plan.units - 1) / plan.units);
-  plan.resident = resident_shape(plan.units, G * H, kPersistentThreads, plan.reason);
-  if (!plan.reason.empty()) return plan;
-  const ResidentShape& r = plan.resident;
-  const std::size_t fixed = resident_backward_layout(B, plan.units, r, 0).total;
-  const std::size_t per_row = sizeof(float) * (r.ld() + r.slices * r.rows_pad) + 32;  // 32: alignment
-  if (fixed + per_row > static_cast<std::size_t>(dev.smem_optin)) {
-    plan.reason = "the register-resident backward needs more shared memory than the device allows";
-    return plan;
-  }
-  plan.chunk = static_cast<int>(std::min<std::size_t>((dev.smem_optin - fixed) / per_row, B));
-  plan.smem = resident_backward_layout(B, plan.units, r, plan.chunk).total;
-  check_residency(plan, resident_backward_kernel<Cell, S>, dev);
-  return plan;
+  return plan_resident(n.H, n.B, 1, Cell::G * n.H, resident_backward_kernel<Cell, S>,
+                       [&](int U, const ResidentShape& r, int bc) {
+                         return resident_backward_layout(n.B, U, r, bc).total;
+                       });
 }
 
 template <class Cell, class S>

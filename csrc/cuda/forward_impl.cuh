@@ -525,32 +525,12 @@ __global__ void __launch_bounds__(kPersistentThreads, 1)
 // H200 the tagged words were faster only at B = 1, H <= 512 (gpu_step_latency.py; perf-notes).
 constexpr index_t kTaggedMaxWords = 512;
 
-
 template <class Cell, class S>
 PersistentPlan plan_resident_forward(const Sizes& n) {
-  constexpr int G = Cell::G;
-  PersistentPlan plan;
-  const DeviceLimits dev = device_limits();
-  if (!dev.cooperative || dev.sms <= 0 || dev.smem_optin <= 0) {
-    plan.reason = "the device does not support the persistent kernels";
-    return plan;
-  }
-  const index_t B = n.B, H = n.H, P = n.P;
-  plan.units = static_cast<int>((H + dev.sms - 1) / dev.sms);
-  plan.blocks = static_cast<int>((H + plan.units - 1) / plan.units);
-  plan.resident = resident_shape(G * plan.units, P, kPersistentThreads, plan.reason);
-  if (!plan.reason.empty()) return plan;
-  const ResidentShape& r = plan.resident;
-  const std::size_t fixed = resident_forward_layout(B, G, plan.units, r, 0).total;
-  const std::size_t per_row = sizeof(float) * (r.ld() + r.slices * r.rows_pad) + 32;  // 32: alignment
-  if (fixed + per_row > static_cast<std::size_t>(dev.smem_optin)) {
-    plan.reason = "the register-resident kernel's state needs more shared memory than the device allows";
-    return plan;
-  }
-  plan.chunk = static_cast<int>(std::min<std::size_t>((dev.smem_optin - fixed) / per_row, B));
-  plan.smem = resident_forward_layout(B, G, plan.units, r, plan.chunk).total;
-  check_residency(plan, resident_forward_kernel<Cell, S>, dev);
-  return plan;
+  return plan_resident(n.H, n.B, Cell::G, n.P, resident_forward_kernel<Cell, S>,
+                       [&](int U, const ResidentShape& r, int bc) {
+                         return resident_forward_layout(n.B, Cell::G, U, r, bc).total;
+                       });
 }
 
 template <class Cell, class S>

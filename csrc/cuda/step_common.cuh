@@ -380,6 +380,35 @@ void plan_slices(PersistentPlan& plan, const DeviceLimits& dev, index_t H, index
   if (plan.chunk < 1) plan.chunk = 1;
 }
 
+// The register-resident plan: U units per block as for the shared-memory kernels, the block's
+// rows_per_unit * U rows over K columns in registers (resident_shape), and as many sequences per
+// chunk as shared memory holds. bytes(U, shape, bc) is the kernel's shared memory for chunks of bc;
+// what grows with bc is vbuf [bc, ld] and part [slices, bc, rows_pad] in both kernels.
+template <class Kernel, class Bytes>
+PersistentPlan plan_resident(index_t H, index_t B, int rows_per_unit, index_t K, Kernel kernel, Bytes bytes) {
+  PersistentPlan plan;
+  const DeviceLimits dev = device_limits();
+  if (!dev.cooperative || dev.sms <= 0 || dev.smem_optin <= 0) {
+    plan.reason = "the device does not support the persistent kernels";
+    return plan;
+  }
+  plan.units = static_cast<int>((H + dev.sms - 1) / dev.sms);
+  plan.blocks = static_cast<int>((H + plan.units - 1) / plan.units);
+  plan.resident = resident_shape(rows_per_unit * plan.units, K, kPersistentThreads, plan.reason);
+  if (!plan.reason.empty()) return plan;
+  const ResidentShape& r = plan.resident;
+  const std::size_t fixed = bytes(plan.units, r, 0);
+  const std::size_t per_row = sizeof(float) * (r.ld() + r.slices * r.rows_pad) + 32;  // 32: alignment
+  if (fixed + per_row > static_cast<std::size_t>(dev.smem_optin)) {
+    plan.reason = "the register-resident kernel's state needs more shared memory than the device allows";
+    return plan;
+  }
+  plan.chunk = static_cast<int>(std::min<std::size_t>((dev.smem_optin - fixed) / per_row, B));
+  plan.smem = bytes(plan.units, r, plan.chunk);
+  check_residency(plan, kernel, dev);
+  return plan;
+}
+
 // ---------------------------------------------------------------------------------------------
 // One unit's backward step (time t, sequence b, unit j), given dh = d loss / d (the cell's output
 // at step t), dy included. Writes the gate gradients of step t (dgates, and dgates_rec for GRU),
