@@ -142,8 +142,8 @@ GRID: dict[str, tuple[int, int, int, int, Any, bool]] = {
     # B >= 8 (kPrefetchRFromBatch): the forward's step prefetches R although it is in cache.
     "B70": (3, 70, 20, 64, "random", False),
     "I70_H70": (5, 9, 70, 70, None, True),
-    # B >= 8 without lengths: an AVX-512 LSTM's float32 step reads h packed in groups of 8 (4 whole
-    # groups and one of 5), its rows shared in tasks of 32.
+    # B >= 8 without lengths: an AVX-512 LSTM's or GRU's float32 step reads h packed in groups of 8
+    # (4 whole groups and one of 5), its rows shared in tasks of 32.
     "B37_packed_h": (4, 37, 20, 64, None, True),
     # R over 4 MB for every cell: the step products prefetch it as a stream from memory.
     "H1100_streams": (2, 3, 5, 1100, [2, 1, 2], True),

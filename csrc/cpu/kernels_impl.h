@@ -657,14 +657,14 @@ FUSEDRNN_INLINE void block_product_step(const S* block, const S* const* v, index
 // Several sequences share each vector of R loaded: out[r*out_stride + g*U + u] = bias[g*U + u] +
 // sum_k block[k][g][u] * v[r][k] for r < Rows, g < GG (one vector of kUnits each), with
 // k split into Split interleaved partial sums added in a fixed order at the end. Split x Rows x GG
-// accumulators, at most 12 (they and the GG vectors of R fit the 16 AVX2 registers), or 16 over a
-// packed v on AVX-512 (kPackedRows).
+// accumulators, at most 12 (they and the GG vectors of R fit the 16 AVX2 registers), or 24 over a
+// packed v on AVX-512 (kPackedRows; with 3 vectors of R and a broadcast, 28 of its 32).
 template <int GG, int Rows, int Split, bool PrefetchR, int Stride, class S>
 inline void block_product_rows(const S* block, const S* const* v, index_t K, const S* bias, S* out,
                                index_t out_stride) {
   using V = typename Simd<S>::V;
   constexpr int U = kUnits<S>;
-  static_assert(U == Simd<S>::W && Split * Rows * GG <= (Stride > 0 ? 16 : 12) &&
+  static_assert(U == Simd<S>::W && Split * Rows * GG <= (Stride > 0 ? 24 : 12) &&
                 (Split == 1 || Split == 2 || Split == 4));
   V acc[Split][Rows][GG];
   for (int s = 0; s < Split; ++s)
@@ -694,14 +694,17 @@ constexpr int kGateGroup = G == 4 ? 2 : G;
 template <int GG>
 constexpr int kMaxRows = GG == 1 ? 8 : 12 / GG;
 // Sequences per pass when the step's h is packed k-major per group (pack_h_groups), or 0 where it
-// is not: float forwards on AVX-512, 15-16 accumulators (LSTM 8 rows of a gate pair, GRU 5 of its
-// three gates, Elman 16 of its one). Reading h row by row, 8- and 12-row LSTM passes were 1-3% and
-// 2-6% slower than 6-row ones (step_acc.patch); over one packed stream 12 rows were still slower,
-// and 8 rows took LSTM B = 16-64 H = 256-1024 forwards 0.954-0.987 of the 6-row time; GRU
+// is not: float forwards on AVX-512 (LSTM 8 rows of a gate pair, 16 accumulators; GRU 8 of its
+// three gates, 24; Elman 16 of its one, 16). Reading h row by row, 8- and 12-row LSTM passes were
+// 1-3% and 2-6% slower than 6-row ones (step_acc.patch); over one packed stream 12 rows were still
+// slower, and 8 rows took LSTM B = 16-64 H = 256-1024 forwards 0.954-0.987 of the 6-row time; GRU
 // B = 16-32 0.957-0.978 of the 4-row time, Elman B = 64 0.911 of the 8-row time (perf-notes,
-// fourteenth session; benchmarks/patches/packed_h.patch).
+// fourteenth session; benchmarks/patches/packed_h.patch). On an Intel Xeon (two 512-bit FMA ports)
+// GRU passes of 8 rows took its steps 0.87-0.90 of the 5-row time; LSTM passes of 6 rows over all
+// four gates were 0.88-1.21 of the 8-row time by batch and level in whole calls, Elman passes of 24
+// rows 1.46 (perf-notes, sixteenth session; benchmarks/patches/wide_tiles.patch).
 template <int GG, class S>
-constexpr int kPackedRows = kVectorBytes == 64 && std::is_same_v<S, float> ? (GG == 2 ? 8 : GG == 3 ? 5 : 16) : 0;
+constexpr int kPackedRows = kVectorBytes == 64 && std::is_same_v<S, float> ? (GG == 2 ? 8 : GG == 3 ? 8 : 16) : 0;
 // From this batch up (below it, packing h at every step cost a B = 1 forward 13-21%).
 constexpr index_t kPackedHFromBatch = 8;
 
