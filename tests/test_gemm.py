@@ -1,8 +1,9 @@
 """The kernels' own GEMM, exposed as ``_C.gemm`` for ``python -m fusedrnn bench --gemm``.
 
 Against float64 products on shapes that are not multiples of the register tiles (6 rows, and on
-AVX-512 12 rows from 192 rows up) or of the cache blocks (KC = 256, or 1024 on AVX-512; MC = 96;
-NC = 2048), bitwise identical for 1..3 threads and for either tile, and the bench mode end to end.
+AVX-512 12 rows from 192 rows up) or of the cache blocks (MC = 96; KC = 256 and NC = 2048, or on
+AVX-512 from the caches: 128-1024 and 64-4096, e.g. 512 and 768 with a 48 KB L1 and a 2 MB L2),
+bitwise identical for 1..3 threads and for either tile, and the bench mode end to end.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fusedrnn import _C, bench
 
 
 SHAPES = [(1, 1, 1), (2, 40, 30), (3, 70, 1100), (7, 33, 5), (97, 65, 257), (300, 17, 600), (40, 50, 2100), (5, 2100, 3), (4, 6, 0),
-          (203, 45, 1030), (385, 70, 9)]
+          (203, 45, 1030), (385, 70, 9), (200, 1700, 1100)]
 
 
 @pytest.mark.parametrize("M,N,K", SHAPES)

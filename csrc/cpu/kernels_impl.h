@@ -40,6 +40,7 @@
 #endif
 #if defined(__linux__)
 #include <sys/mman.h>
+#include <unistd.h>
 #endif
 
 #include "fusedrnn/cells.h"
@@ -161,10 +162,38 @@ struct Tile {
   // the GEMM read 1.04-1.05x.
   static constexpr int MR_WIDE = kVectorBytes == 64 ? 12 : MR;
   static constexpr index_t kWideFromRows = 192;
-  // KC on AVX-512 (Zen 4, `bench --gemm` shapes): 128 lost 15%, 512 gained 3-10% over 256 and
-  // 1024 a little more (M=3200 N=1024 K=4096: 162 -> 131-134 ms; LSTM H=1024 B=64 forward +
-  // backward 1006-1138 -> 965-1003 ms).
-  static constexpr index_t KC = kVectorBytes == 64 ? 1024 : 256, MC = 96, NC = 2048;
+  static constexpr index_t MC = 96;
+  // Depth (KC) and columns (NC) of a packed block of B. On AVX-512 from this machine's caches, as
+  // the GEMM walks row tile by row tile (rows_first): one wide tile's A panel (MR_WIDE x KC) fills
+  // half the L1 and stays there while the tile sweeps the B block (KC x NC), which fills three
+  // quarters of the L2 (48 KB and 2 MB: 512 and 768; 32 KB and 1 MB: 336 and 576). On an Intel
+  // Xeon this took the kernels' mid and large GEMMs 0.85-0.96 of the time of KC = 1024, NC = 2048
+  // in the order of the rule below (bench_gemm shapes; two read 1.04), forward + backward
+  // 0.93-0.97 (LSTM B=64 H=512-1024, GRU B=32 H=512) and LSTM H=1024 B=64 forwards 1.05
+  // (perf-notes, sixteenth session; benchmarks/patches/gemm_blocking.patch). AVX2 and the portable
+  // build keep 256 and 2048: the same rule made AVX2 1.5-3% slower there.
+  static index_t KC() { return blocking().kc; }
+  static index_t NC() { return blocking().nc; }
+  static constexpr bool rows_first = kVectorBytes == 64;
+
+ private:
+  struct Blocking {
+    index_t kc, nc;
+  };
+  static Blocking blocking() {
+    static const Blocking b = [] {
+      if constexpr (!rows_first) return Blocking{256, 2048};
+      index_t l1 = 32 << 10, l2 = 1 << 20;  // when the system cannot tell
+#if defined(__linux__) && defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE)
+      if (const long v = sysconf(_SC_LEVEL1_DCACHE_SIZE); v >= (16 << 10) && v <= (1 << 20)) l1 = v;
+      if (const long v = sysconf(_SC_LEVEL2_CACHE_SIZE); v >= (256 << 10) && v <= (64 << 20)) l2 = v;
+#endif
+      const index_t kc = std::clamp<index_t>(l1 / 2 / (MR_WIDE * index_t(sizeof(S))) / 16 * 16, 128, 1024);
+      const index_t nc = std::clamp<index_t>(l2 * 3 / 4 / (kc * index_t(sizeof(S))) / NR * NR, 4 * NR, 4096);
+      return Blocking{kc, nc};
+    }();
+    return b;
+  }
 };
 
 #if defined(__AVX__)
@@ -412,8 +441,8 @@ void pack_gemm_b(Team& team, index_t N, index_t K, MatrixView<S> B, S* packed) {
   team.split((N + TL::NR - 1) / TL::NR, &p0, &p1);
   const index_t j0 = std::min<index_t>(N, p0 * TL::NR), j1 = std::min<index_t>(N, p1 * TL::NR);
   if (j1 <= j0) return;
-  for (index_t pc = 0; pc < K; pc += TL::KC) {
-    const index_t kc = std::min(TL::KC, K - pc);
+  for (index_t pc = 0; pc < K; pc += TL::KC()) {
+    const index_t kc = std::min(TL::KC(), K - pc);
     pack_panels<S, TL::NR>(Bt, j0, j1 - j0, pc, kc, packed + pc * padded_panels<S>(N) + j0 * kc);
   }
 }
@@ -479,23 +508,25 @@ void gemm_tiled(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, Ma
     return;
   }
   const MatrixView<S> Bt{B.data, B.col_stride, B.row_stride};  // B(k, j) as rows j of a [N, K] matrix
-  const index_t nc_max = std::min(n, TL::NC), kc_max = std::min(K, TL::KC);
+  const index_t nc_max = std::min(n, TL::NC()), kc_max = std::min(K, TL::KC());
   const index_t mc_max = std::min(share ? M : m, TL::MC);  // a task of another rank's: up to MC rows
   const Scratch<S> b_packed(kGemmBSlot, b_prepacked ? 0 : padded_panels<S>(nc_max) * kc_max);
   const Scratch<S> a_packed(kGemmASlot, ((mc_max + MR - 1) / MR) * MR * kc_max);
-  // Tile order within a block. Column panel by column panel (each B panel reused from L1/L2 by
-  // every row tile) unless this rank's C is larger than the L2 and its B block at most 4 MB: then
-  // row tile by row tile, so that C is written as a stream of whole rows rather than 96 rows at
-  // once 4 KB apart, and the B block is re-read from L2/L3 per row tile (perf-notes, ninth session:
-  // LSTM H=256 input projections 1600-3200 x 1024 x 256 9-14% faster; M = 25-100 6-16% slower
-  // in that order, hence the size condition). Shared rows keep the fixed split's order.
-  const bool rows_outer = static_cast<double>(m) * static_cast<double>(n) * sizeof(S) >= double(1 << 20) &&
-                          static_cast<double>(nc_max) * static_cast<double>(kc_max) * sizeof(S) <= double(4 << 20);
+  // Tile order within a block. On AVX-512 row tile by row tile (Tile::rows_first). Elsewhere
+  // column panel by column panel (each B panel reused from L1/L2 by every row tile) unless this
+  // rank's C is larger than the L2 and its B block at most 4 MB: then row tile by row tile, so that
+  // C is written as a stream of whole rows rather than 96 rows at once 4 KB apart, and the B block
+  // is re-read from L2/L3 per row tile (perf-notes, ninth session, on Zen 4 with KC = 1024: LSTM
+  // H=256 input projections 1600-3200 x 1024 x 256 9-14% faster; M = 25-100 6-16% slower in that
+  // order, hence the size condition). Shared rows keep the fixed split's order.
+  const bool rows_outer = TL::rows_first ||
+                          (static_cast<double>(m) * static_cast<double>(n) * sizeof(S) >= double(1 << 20) &&
+                           static_cast<double>(nc_max) * static_cast<double>(kc_max) * sizeof(S) <= double(4 << 20));
   auto compute = [&](index_t i_lo, index_t i_hi, index_t j_lo, index_t j_hi) {
-    for (index_t jc = j_lo; jc < j_hi; jc += TL::NC) {
-      const index_t nc = std::min(TL::NC, j_hi - jc);
-      for (index_t pc = 0; pc < K; pc += TL::KC) {
-        const index_t kc = std::min(TL::KC, K - pc);
+    for (index_t jc = j_lo; jc < j_hi; jc += TL::NC()) {
+      const index_t nc = std::min(TL::NC(), j_hi - jc);
+      for (index_t pc = 0; pc < K; pc += TL::KC()) {
+        const index_t kc = std::min(TL::KC(), K - pc);
         const bool overwrite = (pc == 0) && !accumulate;
         const S* b_block = b_prepacked ? b_prepacked + pc * padded_panels<S>(N) + jc * kc : b_packed.get();
         if (!b_prepacked) pack_panels<S, TL::NR>(Bt, jc, nc, pc, kc, b_packed.get());
