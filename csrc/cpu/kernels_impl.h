@@ -166,12 +166,13 @@ struct Tile {
   // Depth (KC) and columns (NC) of a packed block of B. On AVX-512 from this machine's caches, as
   // the GEMM walks row tile by row tile (rows_first): one wide tile's A panel (MR_WIDE x KC) fills
   // half the L1 and stays there while the tile sweeps the B block (KC x NC), which fills three
-  // quarters of the L2 (48 KB and 2 MB: 512 and 768; 32 KB and 1 MB: 336 and 576). On an Intel
-  // Xeon this took the kernels' mid and large GEMMs 0.85-0.96 of the time of KC = 1024, NC = 2048
-  // in the order of the rule below (bench_gemm shapes; two read 1.04), forward + backward
-  // 0.93-0.97 (LSTM B=64 H=512-1024, GRU B=32 H=512) and LSTM H=1024 B=64 forwards 1.05
-  // (perf-notes, sixteenth session; benchmarks/patches/gemm_blocking.patch). AVX2 and the portable
-  // build keep 256 and 2048: the same rule made AVX2 1.5-3% slower there.
+  // quarters of the L2 (48 KB and 2 MB: 512 and 768; 32 KB and 1 MB: 336 and 576, not measured).
+  // On an Intel Xeon, against KC = 1024, NC = 2048 in the order of the rule below: with 384 and
+  // 1024 the kernels' mid and large GEMMs took 0.85-0.96 of the time (two shapes 1.04), and 512
+  // and 768 read within 1.5% of that on most; forward + backward 0.93-0.97 (LSTM B=64
+  // H=512-1024, GRU B=32 H=512), LSTM H=1024 B=64 forwards 1.05 (perf-notes, sixteenth session;
+  // benchmarks/patches/gemm_blocking.patch). AVX2 and the portable build keep 256 and 2048: the
+  // same model made AVX2 1.5-3% slower there.
   static index_t KC() { return blocking().kc; }
   static index_t NC() { return blocking().nc; }
   static constexpr bool rows_first = kVectorBytes == 64;
@@ -748,7 +749,7 @@ int k_split(index_t B) {
   return B * GG <= 2 ? 4 : B * GG <= 4 ? 2 : 1;
 }
 
-// The same for a run-time count of rows (1 <= rows <= MaxRows, rows * GG * split <= 12, or 16 over
+// The same for a run-time count of rows (1 <= rows <= MaxRows, rows * GG * split <= 12, or 24 over
 // a packed v: Stride == MaxRows).
 template <int GG, bool PrefetchR, class S, int MaxRows = kMaxRows<GG>, int Stride = 0, int N = 1>
 inline void block_product_rows(int rows, int split, const S* block, const S* const* v, index_t K, const S* bias,
