@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from fusedrnn import bench
@@ -60,3 +61,10 @@ def test_rounds_stop_a_long_call_after_one_timed_run_per_round() -> None:
 
     bench._call_times(slow, repeats=5, budget=0.01, min_seconds=1.0, min_calls=1)
     assert len(calls) == 2  # warm-up, then one timed call past the budget
+
+
+def test_cpu_description_names_the_processor_and_where_known_its_caches() -> None:
+    text = bench._cpu_description()
+    assert isinstance(text, str) and text and "\n" not in text
+    if os.path.isfile("/sys/devices/system/cpu/cpu0/cache/index0/size"):
+        assert "L1d " in text and text.endswith(" KB")

@@ -18,6 +18,7 @@ FMA loop on the same threads, the best reading so far: five at start-up and one 
 from __future__ import annotations
 
 import argparse
+import glob
 import math
 import os
 import platform
@@ -447,6 +448,31 @@ def gemm_table(configs: list[Config], repeats: int, threads: int, peak: float) -
     return 0
 
 
+def _cpu_description() -> str:
+    """The processor's name and its L1d and L2 sizes where the system tells them (on AVX-512 the
+    GEMM's blocks follow the caches, so a table names them)."""
+    name = platform.processor() or "processor unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+
+    def read(index: str, leaf: str) -> str:
+        with open(os.path.join(index, leaf)) as f:
+            return f.read().strip()
+
+    caches = {}
+    for index in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
+        try:
+            level, kind, size = read(index, "level"), read(index, "type"), read(index, "size")
+        except OSError:
+            continue
+        if kind in ("Data", "Unified") and level in ("1", "2"):
+            caches[f"L{level}{'d' if kind == 'Data' else ''}"] = size.replace("K", " KB")
+    return ", ".join([name, *(f"{label} {size}" for label, size in caches.items())])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fusedrnn bench", description=__doc__)
     which = parser.add_mutually_exclusive_group()
@@ -504,8 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     from . import _C
 
     peak = max(_C.fma_peak_gflops() for _ in range(5))
-    print(f"fusedrnn bench: {platform.machine()}, {os.cpu_count()} CPUs, ISA {info['isa']}, {threads} threads "
-          f"(all libraries), numpy {np.__version__}, {', '.join(notes) or 'no torch/onnxruntime'}")  # fmt: skip
+    print(f"fusedrnn bench: {platform.machine()}, {os.cpu_count()} CPUs ({_cpu_description()}), ISA {info['isa']}, "
+          f"{threads} threads (all libraries), numpy {np.__version__}, {', '.join(notes) or 'no torch/onnxruntime'}")  # fmt: skip
     print(f"float32 FMA peak measured on {threads} threads: {peak:.0f} GFLOP/s; times are medians; "
           "ratios are baseline time / fusedrnn time")
     if args.gemm:
