@@ -442,8 +442,9 @@ void pack_gemm_b(Team& team, index_t N, index_t K, MatrixView<S> B, S* packed) {
   team.split((N + TL::NR - 1) / TL::NR, &p0, &p1);
   const index_t j0 = std::min<index_t>(N, p0 * TL::NR), j1 = std::min<index_t>(N, p1 * TL::NR);
   if (j1 <= j0) return;
-  for (index_t pc = 0; pc < K; pc += TL::KC()) {
-    const index_t kc = std::min(TL::KC(), K - pc);
+  const index_t KC = TL::KC();
+  for (index_t pc = 0; pc < K; pc += KC) {
+    const index_t kc = std::min(KC, K - pc);
     pack_panels<S, TL::NR>(Bt, j0, j1 - j0, pc, kc, packed + pc * padded_panels<S>(N) + j0 * kc);
   }
 }
@@ -509,7 +510,8 @@ void gemm_tiled(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, Ma
     return;
   }
   const MatrixView<S> Bt{B.data, B.col_stride, B.row_stride};  // B(k, j) as rows j of a [N, K] matrix
-  const index_t nc_max = std::min(n, TL::NC()), kc_max = std::min(K, TL::KC());
+  const index_t KC = TL::KC(), NC = TL::NC();
+  const index_t nc_max = std::min(n, NC), kc_max = std::min(K, KC);
   const index_t mc_max = std::min(share ? M : m, TL::MC);  // a task of another rank's: up to MC rows
   const Scratch<S> b_packed(kGemmBSlot, b_prepacked ? 0 : padded_panels<S>(nc_max) * kc_max);
   const Scratch<S> a_packed(kGemmASlot, ((mc_max + MR - 1) / MR) * MR * kc_max);
@@ -524,10 +526,10 @@ void gemm_tiled(Team& team, index_t M, index_t N, index_t K, MatrixView<S> A, Ma
                           (static_cast<double>(m) * static_cast<double>(n) * sizeof(S) >= double(1 << 20) &&
                            static_cast<double>(nc_max) * static_cast<double>(kc_max) * sizeof(S) <= double(4 << 20));
   auto compute = [&](index_t i_lo, index_t i_hi, index_t j_lo, index_t j_hi) {
-    for (index_t jc = j_lo; jc < j_hi; jc += TL::NC()) {
-      const index_t nc = std::min(TL::NC(), j_hi - jc);
-      for (index_t pc = 0; pc < K; pc += TL::KC()) {
-        const index_t kc = std::min(TL::KC(), K - pc);
+    for (index_t jc = j_lo; jc < j_hi; jc += NC) {
+      const index_t nc = std::min(NC, j_hi - jc);
+      for (index_t pc = 0; pc < K; pc += KC) {
+        const index_t kc = std::min(KC, K - pc);
         const bool overwrite = (pc == 0) && !accumulate;
         const S* b_block = b_prepacked ? b_prepacked + pc * padded_panels<S>(N) + jc * kc : b_packed.get();
         if (!b_prepacked) pack_panels<S, TL::NR>(Bt, jc, nc, pc, kc, b_packed.get());
