@@ -198,25 +198,35 @@ struct Tile {
 };
 
 #if defined(__AVX__)
-// r[j][i] = r[i][j] for i, j < 8: one 8 x 8 float tile transposed in registers (unpack, shuffle,
-// swap of 128-bit halves).
-FUSEDRNN_INLINE void transpose8x8(__m256 (&r)[8]) {
-  __m256 t[8];
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+// v[j] = column j of the 8 x 8 float tile whose rows start at rows + i * stride (rows n to 7 read
+// as zero). Row i's halves are loaded into the 128-bit lanes where a transpose within lanes leaves
+// them (row i beside row i + 4), so nothing crosses a lane afterwards: 8 unpacks, 4 shuffles and 8
+// blends. The transpose of whole registers took 24 shuffles, and Intel cores run shuffles on one
+// port: that bound the packing of R and W (the plain forward of one step, LSTM H = 128, spent half
+// its time there; perf-notes, seventeenth session).
+template <int n>
+FUSEDRNN_INLINE void load_transposed8x8(const float* rows, index_t stride, __m256 (&v)[8]) {
+  static_assert(n >= 1 && n <= 8, "rows per tile");
+  for (int i = 0; i < 4; ++i) {
+    const float* upper = rows + i * stride;
+    const float* lower = rows + (i + 4) * stride;
+    const __m128 zero = _mm_setzero_ps();
+    const __m256 first = _mm256_castps128_ps256(i < n ? _mm_loadu_ps(upper) : zero);
+    const __m256 second = _mm256_castps128_ps256(i < n ? _mm_loadu_ps(upper + 4) : zero);
+    v[i] = _mm256_insertf128_ps(first, i + 4 < n ? _mm_loadu_ps(lower) : zero, 1);
+    v[i + 4] = _mm256_insertf128_ps(second, i + 4 < n ? _mm_loadu_ps(lower + 4) : zero, 1);
   }
-  for (int i = 0; i < 8; i += 4) {
-    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  // 4 x 4 transposes within each lane, of v[0..3] (columns 0-3) and of v[4..7] (columns 4-7)
+  for (int q = 0; q < 8; q += 4) {
+    const __m256 t0 = _mm256_unpacklo_ps(v[q], v[q + 1]), t1 = _mm256_unpackhi_ps(v[q], v[q + 1]);
+    const __m256 t2 = _mm256_unpacklo_ps(v[q + 2], v[q + 3]), t3 = _mm256_unpackhi_ps(v[q + 2], v[q + 3]);
+    const __m256 s02 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 3, 2));
+    const __m256 s13 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 3, 2));
+    v[q] = _mm256_blend_ps(t0, s02, 0xCC);
+    v[q + 1] = _mm256_blend_ps(s02, t2, 0xCC);
+    v[q + 2] = _mm256_blend_ps(t1, s13, 0xCC);
+    v[q + 3] = _mm256_blend_ps(s13, t3, 0xCC);
   }
-  for (int j = 0; j < 4; ++j) {
-    t[j] = _mm256_permute2f128_ps(r[j], r[j + 4], 0x20);
-    t[j + 4] = _mm256_permute2f128_ps(r[j], r[j + 4], 0x31);
-  }
-  for (int j = 0; j < 8; ++j) r[j] = t[j];
 }
 #endif
 
@@ -234,8 +244,7 @@ index_t transpose_panel(const S* rows, index_t stride, index_t depth, S* out, in
   if constexpr (std::is_same_v<S, float> && R % 8 == 0) {
     for (; k + 8 <= depth; k += 8)
       for (int r = 0; r < R; r += 8) {
-        for (int i = 0; i < 8; ++i) v[i] = _mm256_loadu_ps(rows + (r + i) * stride + k);
-        transpose8x8(v);
+        load_transposed8x8<8>(rows + r * stride + k, stride, v);
         for (int j = 0; j < 8; ++j) _mm256_storeu_ps(out + (k + j) * out_stride + r, v[j]);
       }
   } else if constexpr (std::is_same_v<S, float> && R < 8) {  // the GEMM's A panels, a GRU's packed h
@@ -243,9 +252,7 @@ index_t transpose_panel(const S* rows, index_t stride, index_t depth, S* out, in
     // on the next k's first ones and are overwritten by them (out_stride == R); the last 8 k's are
     // left to the caller, so nothing is written past the panel.
     for (; k + 8 < depth; k += 8) {
-      for (int i = 0; i < R; ++i) v[i] = _mm256_loadu_ps(rows + i * stride + k);
-      for (int i = R; i < 8; ++i) v[i] = _mm256_setzero_ps();
-      transpose8x8(v);
+      load_transposed8x8<R>(rows + k, stride, v);
       for (int j = 0; j < 8; ++j) _mm256_storeu_ps(out + (k + j) * out_stride, v[j]);
     }
   } else if constexpr (std::is_same_v<S, float> && R == 12) {  // the GEMM's wide A panels on AVX-512
@@ -255,11 +262,8 @@ index_t transpose_panel(const S* rows, index_t stride, index_t depth, S* out, in
     // 8 k's are left to the caller, so nothing is written past the panel.
     __m256 w[8];
     for (; k + 8 < depth; k += 8) {
-      for (int i = 0; i < 8; ++i) v[i] = _mm256_loadu_ps(rows + i * stride + k);
-      for (int i = 0; i < 4; ++i) w[i] = _mm256_loadu_ps(rows + (8 + i) * stride + k);
-      w[4] = w[5] = w[6] = w[7] = _mm256_setzero_ps();
-      transpose8x8(v);
-      transpose8x8(w);
+      load_transposed8x8<8>(rows + k, stride, v);
+      load_transposed8x8<4>(rows + 8 * stride + k, stride, w);
       for (int j = 0; j < 8; ++j) {
         _mm256_storeu_ps(out + (k + j) * out_stride + 8, w[j]);
         _mm256_storeu_ps(out + (k + j) * out_stride, v[j]);
