@@ -3,8 +3,10 @@
 For each row, a floor on the time of *any* implementation on this machine:
 
 - forward: the input projection's FLOPs at the FMA peak, plus per step the larger of the
-  recurrent product's FLOPs at the peak and the bytes of R read from memory at the measured
-  bandwidth (only when R is larger than the cores' L2 caches together), plus one barrier;
+  recurrent product's FLOPs at the peak and the bytes of R read at the measured bandwidth of
+  where it lives: memory (or L3) when R is larger than the cores' L2 caches together, else the L2
+  when it is larger than their L1 caches together (``--l2-bandwidth``, not counted unless given),
+  plus one barrier;
 - backward: the same recurrent walk (dgates R), and the dX, dW, dR products at the peak.
 
 Each baseline's time (its ratio x fusedrnn's time in the same run) over that floor is, nearly,
@@ -13,7 +15,7 @@ row can come in a little under its floor); their geometric mean is the most the 
 ``--efficiency`` scales the peak (0.85: every product at the issue's own large-batch target).
 
 Usage: ``python -m fusedrnn bench --table > t.txt; python benchmarks/ceiling.py t.txt
-[--bandwidth 20] [--barrier-us 0.9] [--l2-mb 1] [--efficiency 1.0]``.
+[--bandwidth 20] [--barrier-us 0.9] [--l2-mb 1] [--l2-bandwidth GB/s --l1-kb 96] [--efficiency 1.0]``.
 """
 
 from __future__ import annotations
@@ -32,12 +34,16 @@ PEAK = re.compile(r"FMA peak measured on \d+ threads: (?P<peak>[\d.]+) GFLOP/s")
 
 
 def floors_ms(cell: str, T: int, B: int, I: int, H: int, peak: float, bandwidth: float, barrier_us: float,
-              l2_bytes: float) -> tuple[float, float]:  # fmt: skip
-    """(forward, forward+backward) floors in ms; peak in GFLOP/s, bandwidth in GB/s."""
+              l2_bytes: float, l2_bandwidth: float = math.inf, l1_bytes: float = 0.0) -> tuple[float, float]:  # fmt: skip
+    """(forward, forward+backward) floors in ms; peak in GFLOP/s, bandwidths in GB/s."""
     GH = GATES[cell] * H
     projection = 2.0 * T * B * I * GH / peak / 1e6
     r_bytes = 4.0 * GH * H
-    per_step_s = max(2.0 * B * H * GH / peak / 1e9, r_bytes / bandwidth / 1e9 if r_bytes > l2_bytes else 0.0)
+    if r_bytes > l2_bytes:
+        read_s = r_bytes / bandwidth / 1e9
+    else:
+        read_s = r_bytes / l2_bandwidth / 1e9 if r_bytes > l1_bytes else 0.0
+    per_step_s = max(2.0 * B * H * GH / peak / 1e9, read_s)
     walk = T * (per_step_s * 1e3 + barrier_us / 1e3)
     forward = projection + walk
     backward = walk + (2 * projection + 2.0 * T * B * H * GH / peak / 1e6)  # dX, dW; dR
@@ -50,12 +56,16 @@ def main() -> None:
     parser.add_argument("--bandwidth", type=float, default=20.0, help="GB/s read from memory, all cores, with prefetch")
     parser.add_argument("--barrier-us", type=float, default=0.9, help="one step barrier, microseconds")
     parser.add_argument("--l2-mb", type=float, default=1.0, help="the cores' L2 caches together, MB")
+    parser.add_argument("--l2-bandwidth", type=float, default=math.inf,
+                        help="GB/s read from the L2 caches, all cores (default: not a floor)")
+    parser.add_argument("--l1-kb", type=float, default=0.0, help="the cores' L1 data caches together, KB")
     parser.add_argument("--efficiency", type=float, default=1.0, help="fraction of the FMA peak reachable")
     args = parser.parse_args()
     text = open(args.table).read() if args.table else sys.stdin.read()
     peak = float(PEAK.search(text)["peak"]) * args.efficiency
     logs: dict[str, list[float]] = {"torch fwd": [], "torch f+b": [], "ort fwd": []}
-    print(f"peak {peak:.1f} GFLOP/s, bandwidth {args.bandwidth} GB/s, barrier {args.barrier_us} us")
+    print(f"peak {peak:.1f} GFLOP/s, bandwidth {args.bandwidth} GB/s (L2 {args.l2_bandwidth} GB/s), "
+          f"barrier {args.barrier_us} us")
     print(f"{'config':<30} {'fwd ms':>8} {'floor':>7} {'f+b ms':>8} {'floor':>7} | best possible: torch fwd, f+b; ort")
     for line in text.splitlines():
         m = ROW.match(line.strip())
@@ -64,7 +74,7 @@ def main() -> None:
         T, B, I, H = (int(m[k]) for k in "TBIH")
         f, fb = float(m["f"]), float(m["fb"])
         floor_f, floor_fb = floors_ms(m["cell"], T, B, I, H, peak, args.bandwidth, args.barrier_us,
-                                      args.l2_mb * 2**20)  # fmt: skip
+                                      args.l2_mb * 2**20, args.l2_bandwidth, args.l1_kb * 2**10)  # fmt: skip
         best = {"torch fwd": float(m["tf"]) * f / floor_f, "torch f+b": float(m["tfb"]) * fb / floor_fb,
                 "ort fwd": float(m["of"]) * f / floor_f}  # fmt: skip
         for k, v in best.items():
