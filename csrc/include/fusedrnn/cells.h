@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 // Always inlined: the CPU's pointwise loops vectorize only with the whole cell's math inlined into
 // them, and GCC's inliner drops exp_/tanh_ once a kernel has enough template instances (that cost
@@ -62,14 +63,14 @@ template <>
 struct ExpTraits<float> {
   using Bits = std::int32_t;
   static constexpr float shifter = 12582912.0f;  // 1.5 * 2^23
-  static constexpr int mantissa = 23, bias = 127, k_min = -126, k_max = 127, degree = 7;
+  static constexpr int mantissa = 23, bias = 127, degree = 7;
   static constexpr float v_max = 88.0f;  // e^88 = 1.7e38
 };
 template <>
 struct ExpTraits<double> {
   using Bits = std::int64_t;
   static constexpr double shifter = 6755399441055744.0;  // 1.5 * 2^52
-  static constexpr int mantissa = 52, bias = 1023, k_min = -1022, k_max = 1023, degree = 13;
+  static constexpr int mantissa = 52, bias = 1023, degree = 13;
   static constexpr double v_max = 708.0;  // e^708 = 3.0e307
 };
 
@@ -91,8 +92,8 @@ FUSEDRNN_INLINE S taylor_exp(S r) {
     return taylor_exp<S, K, Last, J + 1>(r) * r + c;
 }
 
-// v = k ln 2 + r with k = round(v / ln 2), |r| <= ln 2 / 2, and 2^k (k clamped to normal numbers,
-// which only binds for float near e^-88).
+// v = k ln 2 + r with k = round(v / ln 2), |r| <= ln 2 / 2, and 2^k. For float, k = -127 (v below
+// about -87.7) gives 2^k = 0 rather than a denormal, which the CPU kernels flush to zero anyway.
 template <class S>
 FUSEDRNN_INLINE void reduce_exp(S v, S& r, S& scale) {
   using E = ExpTraits<S>;
@@ -118,10 +119,10 @@ FUSEDRNN_INLINE void reduce_exp(S v, S& r, S& scale) {
   const S shifter = E::shifter;
   std::memcpy(&t_bits, &t, sizeof(S));
   std::memcpy(&s_bits, &shifter, sizeof(S));
-  Bits k_int = t_bits - s_bits;
-  k_int = k_int < E::k_min ? Bits(E::k_min) : k_int;
-  k_int = k_int > E::k_max ? Bits(E::k_max) : k_int;
-  const Bits scale_bits = (k_int + E::bias) << E::mantissa;
+  // |v| <= v_max gives |k| <= 127 (float) or 1021 (double): 2^k needs no clamp. Unsigned, so that
+  // a NaN's garbage k wraps instead of overflowing (the result is NaN through r).
+  using UBits = std::make_unsigned_t<Bits>;
+  const UBits scale_bits = (UBits(t_bits) - UBits(s_bits) + UBits(E::bias)) << E::mantissa;
   std::memcpy(&scale, &scale_bits, sizeof(S));
 }
 
