@@ -742,7 +742,7 @@ constexpr int kMaxRows = GG == 1 ? 8 : 12 / GG;
 // four gates were 0.88-1.21 of the 8-row time by batch and level in whole calls, Elman passes of 24
 // rows 1.46 (perf-notes, sixteenth session; benchmarks/patches/wide_tiles.patch).
 template <int GG, class S>
-constexpr int kPackedRows = kVectorBytes == 64 && std::is_same_v<S, float> ? (GG == 2 ? 8 : GG == 3 ? 8 : 16) : 0;
+constexpr int kPackedRows = kVectorBytes == 64 && std::is_same_v<S, float> ? (GG == 1 ? 16 : 8) : 0;
 // From this batch up (below it, packing h at every step cost a B = 1 forward 13-21%).
 constexpr index_t kPackedHFromBatch = 8;
 
