@@ -27,13 +27,16 @@ from test_isa_threads import (  # noqa: F401 (restore_threads: a fixture)
 DTYPES = (np.float32, np.float64)
 
 # (T, B, I, H): T * B from 1 (below the GEMM's 6-row tile) up; I = 1030 spans two GEMM depth
-# blocks on every ISA (KC = 256, or 1024 on AVX-512); the last four run on the whole team. In
-# (21, 70, ...) the ranks share the input projection's rows and the steps (T * B = 1470: 16 tasks
-# of 96 rows; see SHARED in test_isa_threads.py); in (100, 1, ...) they split its columns and share
-# its 100 rows in small tasks (gemm_task_rows in kernels_impl.h).
+# blocks on every ISA (KC = 256, or 512 on AVX-512 with a 48 KB L1); the last eight run on the
+# whole team. In (21, 70, ...) the ranks share the input projection's rows and the steps (T * B =
+# 1470: 16 tasks of 96 rows; see SHARED in test_isa_threads.py); in (100, 1, ...) they split its
+# columns and share its 100 rows in small tasks (gemm_task_rows in kernels_impl.h). The plain
+# forward of one step packs R block by block as it reaches each block (one block in a partial
+# block's place at H = 300, 515 and 1030; shared in tasks of whole blocks at H = 1030; h packed at
+# B = 9), except where a block's rows are split into chunks (1, 70, ...): there R is packed whole.
 SHAPES = [
     (1, 1, 5, 7), (1, 3, 9, 16), (2, 2, 1030, 13), (9, 5, 11, 33), (40, 8, 50, 70), (3, 1, 300, 260),
-    (21, 70, 17, 129), (100, 1, 17, 129),
+    (21, 70, 17, 129), (100, 1, 17, 129), (1, 4, 40, 300), (1, 9, 33, 515), (1, 3, 100, 1030), (1, 70, 17, 129),
 ]  # fmt: skip
 
 

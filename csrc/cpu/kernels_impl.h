@@ -104,7 +104,7 @@ inline ScratchBytes allocate_scratch(std::size_t bytes) {
 // R is 38 MB. Larger requests are allocated for the call alone. A thread
 // holds one Scratch per slot at a time (it runs one call at a time; a call uses each slot once).
 enum ScratchSlot {
-  kRecurrentSlot, kBiasSlot, kProjectionSlot, kGemmASlot, kGemmBSlot, kGatesSlot, kPackedHSlot, kScratchSlots
+  kRecurrentSlot, kRecurrentBlockSlot, kBiasSlot, kProjectionSlot, kGemmASlot, kGemmBSlot, kGatesSlot, kPackedHSlot, kScratchSlots
 };
 constexpr std::size_t kKeptScratchBytes = std::size_t{64} << 20;
 
@@ -592,22 +592,34 @@ void column_sums(Team& team, const S* M, index_t rows, index_t cols, S* out) {
 // Packing of the recurrent matrices and the block product.
 // ---------------------------------------------------------------------------------------------
 
-// Rows of M [G*units, K] regrouped for the forward, in groups of GG gates (G = NG * GG), blocks
-// [blk0, blk1) (each rank packs the blocks its steps read, so they start in its own cache):
-// packed[block][q][k][gi][u] = M[(q*GG + gi)*units + block*kUnits + u][k] (zero past `units`), so
-// that a pass over one gate group of one block is one contiguous stream. The bias, when given, as
-// bias_packed[block][g][u]. Written k-major: kUnits contiguous stores per k, from kUnits rows that
-// stay in L1 across the k loop; whole float blocks go through 8 x 8 register transposes.
+// The bias [G*units] of blocks [blk0, blk1) as the forward's steps read it: bias_packed[block][g][u]
+// (zero past `units`).
 template <class S>
-void pack_rows(const S* M, const S* bias, index_t G, index_t GG, index_t units, index_t K, long blk0, long blk1,
-               S* packed, S* bias_packed) {
+void pack_bias(const S* bias, index_t G, index_t units, long blk0, long blk1, S* bias_packed) {
   constexpr int U = kUnits<S>;
   for (index_t blk = blk0; blk < blk1; ++blk)
     for (index_t g = 0; g < G; ++g) {
       const index_t valid = std::min<index_t>(U, units - blk * U), row0 = g * units + blk * U;
-      if (bias_packed)
-        for (index_t u = 0; u < U; ++u) bias_packed[(blk * G + g) * U + u] = u < valid ? bias[row0 + u] : S(0);
-      S* dst = packed + (blk * G + g / GG * GG) * K * U + g % GG * U;
+      for (index_t u = 0; u < U; ++u) bias_packed[(blk * G + g) * U + u] = u < valid ? bias[row0 + u] : S(0);
+    }
+}
+
+// Rows of M [G*units, K] regrouped for the forward, in groups of GG gates (G = NG * GG), blocks
+// [blk0, blk1) (each rank packs the blocks its steps read, so they start in its own cache):
+// packed[block - first][q][k][gi][u] = M[(q*GG + gi)*units + block*kUnits + u][k] (zero past
+// `units`), so that a pass over one gate group of one block is one contiguous stream; `first` is 0,
+// or blk0 where one block is packed alone. The bias, when given, as pack_bias writes it. Written
+// k-major: kUnits contiguous stores per k, from kUnits rows that stay in L1 across the k loop;
+// whole float blocks go through 8 x 8 register transposes.
+template <class S>
+void pack_rows(const S* M, const S* bias, index_t G, index_t GG, index_t units, index_t K, long blk0, long blk1,
+               S* packed, S* bias_packed, long first = 0) {
+  constexpr int U = kUnits<S>;
+  if (bias_packed) pack_bias(bias, G, units, blk0, blk1, bias_packed);
+  for (index_t blk = blk0; blk < blk1; ++blk)
+    for (index_t g = 0; g < G; ++g) {
+      const index_t valid = std::min<index_t>(U, units - blk * U), row0 = g * units + blk * U;
+      S* dst = packed + ((blk - first) * G + g / GG * GG) * K * U + g % GG * U;
       index_t k = valid == U ? transpose_panel<U>(M + row0 * K, K, K, dst, GG * U) : 0;
       for (; k < K; ++k) {
         S* out = dst + k * GG * U;
@@ -817,11 +829,12 @@ FUSEDRNN_INLINE void load_lanes(const S* src, index_t n, S* dst) {
 // the step; the cell's output goes to h_next and y_t, or with a projection to m_t [B, H] (then
 // project_step). With Packed (MaxRows = kPackedRows), h_packed is h packed by pack_h_groups, every
 // sequence runs all T steps, and b0 is a multiple of MaxRows, so that each group is one of its
-// groups; the products read it instead of h's rows, with the same sums.
+// groups; the products read it instead of h's rows, with the same sums. r_packed holds R packed
+// by pack_rows from block r_first on (0: all of R; blk0 where it holds that block alone).
 template <class Cell, bool Project, bool PrefetchR, bool Packed, class S>
 void forward_step(const Sizes& n, index_t t, bool descending, bool keep_gates, long blk0, long blk1, index_t b0,
-                  index_t b1, const S* r_packed, const S* b_packed, const S* h, const S* h_packed, const S* c,
-                  S* gates_t, S* h_next, S* c_next, S* y_t, S* aux_t, S* m_t) {
+                  index_t b1, const S* r_packed, long r_first, const S* b_packed, const S* h, const S* h_packed,
+                  const S* c, S* gates_t, S* h_next, S* c_next, S* y_t, S* aux_t, S* m_t) {
   constexpr int G = Cell::G, U = kUnits<S>, GG = kGateGroup<G>;
   constexpr int MaxRows = Packed ? kPackedRows<GG, S> : kMaxRows<GG>;
   static_assert(MaxRows > 0);
@@ -829,7 +842,7 @@ void forward_step(const Sizes& n, index_t t, bool descending, bool keep_gates, l
   const int split = k_split<GG>(B);
   for (index_t i = 0; i < blk1 - blk0; ++i) {
     const index_t blk = descending ? blk1 - 1 - i : blk0 + i;
-    const S* rp = r_packed + blk * P * G * U;
+    const S* rp = r_packed + (blk - r_first) * P * G * U;
     const index_t j0 = blk * U, units = std::min<index_t>(U, H - j0);
     index_t group[MaxRows];
     int rows = 0;
@@ -960,7 +973,23 @@ void forward_impl(const ForwardParams<S>& p) {
 
   const index_t r_size = num_blocks<S>(H) * P * G * U;
   const bool prepacked = p.packed.w_hh != nullptr;  // then every packed buffer is given
-  const Scratch<S> r_scratch(kRecurrentSlot, prepacked ? 0 : r_size);
+  // Large steps are shared: tasks of one block and a chunk of rows, which a rank that has run out
+  // of its own blocks takes from the other ranks' ends (the ranks' speeds here vary from moment
+  // to moment; perf-notes, twelfth session). Chunks are whole groups.
+  constexpr int packed_rows = kPackedRows<kGateGroup<G>, S>;
+  constexpr bool can_pack = packed_rows > 0 && !Project;
+  // The step's h packed per group of kPackedRows sequences, where the cell has such passes and
+  // every sequence runs all steps (with lengths, a group's rows are not a packed group's).
+  const bool packed_h = can_pack && n.lengths == nullptr && B >= kPackedHFromBatch;
+  const index_t chunk_rows = share_rows(B, packed_h ? packed_rows : kMaxRows<kGateGroup<G>>, 2.0 * G * U * P);
+  const long chunks = chunk_rows > 0 ? static_cast<long>((B + chunk_rows - 1) / chunk_rows) : 1;
+  // A single step reads R once: packed whole first, its copy (the size of R) went out to L3 or
+  // memory and came back for the step. Packed block by block as the step reaches each block, into
+  // a buffer of one block per rank, the copy stays in that core's cache (one-step forwards 0.60-0.80
+  // of the time; perf-notes, eighteenth session). Not where a block's rows are split into chunks:
+  // each chunk would pack the block again.
+  const bool r_by_block = !prepacked && T == 1 && chunks == 1;
+  const Scratch<S> r_scratch(kRecurrentSlot, prepacked || r_by_block ? 0 : r_size);
   const Scratch<S> b_scratch(kBiasSlot, prepacked ? 0 : num_blocks<S>(H) * G * U);
   const Scratch<S> hr_scratch(kProjectionSlot, Project && !prepacked ? num_blocks<S>(P) * H * U : 0);
   // Without a tape the caller leaves the gates to us (p.gates nullptr): kept scratch, so that an
@@ -984,7 +1013,19 @@ void forward_impl(const ForwardParams<S>& p) {
     team.split(num_blocks<S>(H), &blk0, &blk1);
     team.split(num_blocks<S>(P), &pblk0, &pblk1);
     // Each rank packs the blocks its own steps read (after the GEMM, so that they start in its cache).
-    if (!prepacked) pack_recurrent<Cell, Project>(p, blk0, blk1, pblk0, pblk1, r_packed, b_packed, hr_packed);
+    if (r_by_block) {
+      pack_bias(p.b_hh, G, H, blk0, blk1, b_packed);
+      if constexpr (Project) pack_rows(p.w_hr, (const S*)nullptr, 1, 1, P, H, pblk0, pblk1, hr_packed, (S*)nullptr);
+    } else if (!prepacked) {
+      pack_recurrent<Cell, Project>(p, blk0, blk1, pblk0, pblk1, r_packed, b_packed, hr_packed);
+    }
+    const Scratch<S> block_r(kRecurrentBlockSlot, r_by_block ? P * G * U : 0);  // this rank's
+    // R's block blk where the step reads it: in block_r, packed now, or in r_packed.
+    auto r_block = [&](long blk) -> std::pair<const S*, long> {
+      if (!r_by_block) return {r_packed, 0};
+      pack_rows(p.w_hh, (const S*)nullptr, G, kGateGroup<G>, H, P, blk, blk + 1, block_r.get(), (S*)nullptr, blk);
+      return {block_r.get(), blk};
+    };
     const index_t p_lo = std::min<index_t>(P, pblk0 * U), p_hi = std::min<index_t>(P, pblk1 * U);
     const index_t h_lo = std::min<index_t>(H, blk0 * U), h_hi = std::min<index_t>(H, blk1 * U);
     auto copy_columns = [B](const S* src, S* dst, index_t width, index_t lo, index_t hi) {
@@ -993,23 +1034,12 @@ void forward_impl(const ForwardParams<S>& p) {
     copy_columns(p.h0, h_buf[0], P, p_lo, p_hi);
     if constexpr (lstm) copy_columns(p.c0, c_buf[0], H, h_lo, h_hi);
     const bool prefetch_r = streams_from_memory<S>(r_size) || B >= kPrefetchRFromBatch;
-    // The step's h packed per group of kPackedRows sequences, where the cell has such passes and
-    // every sequence runs all steps (with lengths, a group's rows are not a packed group's).
-    constexpr int packed_rows = kPackedRows<kGateGroup<G>, S>;
-    constexpr bool can_pack = packed_rows > 0 && !Project;
-    const bool packed_h = can_pack && n.lengths == nullptr && B >= kPackedHFromBatch;
     const Scratch<S> h_packed(kPackedHSlot, packed_h ? (B + packed_rows - 1) / packed_rows * packed_rows * P : 0);
     const auto step = packed_h ? (prefetch_r ? forward_step<Cell, Project, true, can_pack, S>
                                              : forward_step<Cell, Project, false, can_pack, S>)
                                : (prefetch_r ? forward_step<Cell, Project, true, false, S>
                                              : forward_step<Cell, Project, false, false, S>);
-    // Large steps are shared: tasks of one block and a chunk of rows, which a rank that has run out
-    // of its own blocks takes from the other ranks' ends (the ranks' speeds here vary from moment
-    // to moment; perf-notes, twelfth session). Chunks are whole groups.
-    const index_t chunk_rows =
-        share_rows(B, packed_h ? packed_rows : kMaxRows<kGateGroup<G>>, 2.0 * G * U * P);
     const bool share = chunk_rows > 0 && team.size() > 1 && T > 0;
-    const long chunks = share ? static_cast<long>((B + chunk_rows - 1) / chunk_rows) : 1;
     if (share) team.work_range(0, team.rank()).reset((blk1 - blk0) * chunks);
     team.barrier();  // gates and the initial state complete
     for (index_t s = 0; s < T; ++s) {
@@ -1025,8 +1055,14 @@ void forward_impl(const ForwardParams<S>& p) {
       S* m_t = Project ? (p.m ? p.m + t * BH : m_work) : nullptr;
       S* const gates_t = gates + t * B * GH;
       S* const aux_t = p.aux ? p.aux + t * BH : nullptr;
-      if (!share) {
-        step(n, t, s % 2 == 1, p.gates != nullptr, blk0, blk1, 0, B, r_packed, b_packed, h, h_packed.get(), c,
+      if (r_by_block && !share) {  // T == 1: ascending
+        for (long blk = blk0; blk < blk1; ++blk) {
+          const auto [r, r_first] = r_block(blk);
+          step(n, t, false, p.gates != nullptr, blk, blk + 1, 0, B, r, r_first, b_packed, h, h_packed.get(), c,
+               gates_t, h_next, c_next, p.y + t * BP, aux_t, m_t);
+        }
+      } else if (!share) {
+        step(n, t, s % 2 == 1, p.gates != nullptr, blk0, blk1, 0, B, r_packed, 0, b_packed, h, h_packed.get(), c,
              gates_t, h_next, c_next, p.y + t * BP, aux_t, m_t);
       } else {
         team.share(s % 2, s + 1 < T ? (blk1 - blk0) * chunks : 0, [&](int owner, long item) {
@@ -1034,8 +1070,9 @@ void forward_impl(const ForwardParams<S>& p) {
           team.split(owner, num_blocks<S>(H), &o0, &o1);
           const long i = item / chunks, chunk = item % chunks;
           const long blk = s % 2 == 1 ? o1 - 1 - i : o0 + i;
+          const auto [r, r_first] = r_block(blk);
           step(n, t, false, p.gates != nullptr, blk, blk + 1, chunk * chunk_rows,
-               std::min<index_t>(B, (chunk + 1) * chunk_rows), r_packed, b_packed, h, h_packed.get(), c, gates_t,
+               std::min<index_t>(B, (chunk + 1) * chunk_rows), r, r_first, b_packed, h, h_packed.get(), c, gates_t,
                h_next, c_next, p.y + t * BP, aux_t, m_t);
         });
       }
