@@ -17,6 +17,8 @@ KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def kernel_dtype(dtype: Any) -> np.dtype:
     """Return ``dtype`` as a NumPy dtype if the compiled kernels support it (float32/float64)."""
+    if dtype is None:  # np.dtype(None) is float64, where torch's dtype=None means its default, float32
+        raise TypeError("dtype must be float32 or float64, got None")
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
@@ -34,8 +36,8 @@ def float_array(value: Any, name: str, dtype: np.dtype | None = None) -> np.ndar
         raise TypeError(f"{name} must be a floating-point array, got {type(value).__name__}")
     try:
         arr = np.asarray(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a floating-point array, got {type(value).__name__}") from exc
+    except (TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: torch tensors that need grad, ...
+        raise TypeError(f"{name} must be a floating-point array, got {type(value).__name__} ({exc})") from exc
     if arr.dtype.kind != "f":
         raise TypeError(f"{name} must be a floating-point array, got dtype {arr.dtype}")
     if dtype is not None and arr.dtype != dtype:
@@ -54,7 +56,13 @@ def lengths_array(lengths: Any, T: int, B: int) -> np.ndarray | None:
     """Per-sequence lengths as a contiguous int64 array of shape (B,), values in [1, T]."""
     if lengths is None:
         return None
-    arr = np.asarray(lengths)
+    try:
+        arr = np.asarray(lengths)
+    except (TypeError, ValueError, RuntimeError) as exc:  # a ragged list, a tensor without data, ...
+        what = f"{type(lengths).__name__} ({exc})"
+        raise ValueError(f"lengths must be an integer array of shape ({B},), got {what}") from exc
+    if arr.size == 0 and isinstance(lengths, (list, tuple)):  # [] for B = 0: NumPy makes it float64
+        arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
         raise ValueError(f"lengths must be integers, got dtype {arr.dtype}")
     if arr.shape != (B,):

@@ -6,9 +6,13 @@ from typing import Any
 
 from . import _C
 
+# The most threads set_num_threads takes: CPU_SETSIZE, the most CPUs the kernels' thread team knows
+# of. A larger n would start that many threads (or fail to, with a delayed error) at the next call.
+MAX_THREADS = 1024
+
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads (>= 1) in the CPU kernels; results are bitwise identical for any ``n``.
+    """Use ``n`` threads (1 to 1024) in the CPU kernels; results are bitwise identical for any ``n``.
 
     The default is the number of CPUs this process may run on. Waits for a running kernel call.
     """
@@ -16,6 +20,8 @@ def set_num_threads(n: int) -> None:
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if n > MAX_THREADS:
+        raise ValueError(f"n must be <= {MAX_THREADS}, got {n}")
     _C.set_num_threads(n)
 
 

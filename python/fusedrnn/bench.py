@@ -499,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeats must be >= 1")
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
+    if args.threads is not None and not 1 <= args.threads <= _runtime.MAX_THREADS:
+        parser.error(f"--threads must be in [1, {_runtime.MAX_THREADS}]")
     if args.device == "cuda":
         from . import bench_cuda
 

@@ -58,6 +58,10 @@ class _Recurrent:
             raise ValueError(f"proj_size must be an int >= 0, got {proj_size!r}")
         if proj_size >= self.hidden_size:
             raise ValueError(f"proj_size must be smaller than hidden_size ({self.hidden_size}), got {proj_size}")
+        if not isinstance(device, str):
+            raise TypeError(f"device must be a str ('cpu'), got {type(device).__name__}")
+        if device != "cpu" and device.split(":")[0] != "cuda":
+            raise ValueError(f"device must be 'cpu', got {device!r}")
         if device != "cpu":  # the CUDA kernels run through fusedrnn.functional/.torch on device arrays
             raise NotImplementedError(
                 f"device={device!r}: the layer classes keep their parameters on the CPU for now; on a GPU use "
@@ -71,7 +75,10 @@ class _Recurrent:
         self.dtype = _checks.kernel_dtype(dtype)
         self.device = device
         self.training = True
-        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        try:
+            self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"seed must be None, an int >= 0 or a numpy Generator, got {seed!r} ({exc})") from exc
         self._params: dict[str, np.ndarray] = {}
         bound = 1.0 / math.sqrt(self.hidden_size)
         for name, shape in self._param_shapes():  # torch's order and initialisation: U(-1/sqrt(H), 1/sqrt(H))
@@ -133,10 +140,18 @@ class _Recurrent:
         staged = {}
         for name, target in self._params.items():
             value = state_dict[name]
-            if hasattr(value, "detach"):  # a torch tensor
-                value = value.detach().cpu().numpy()
+            if hasattr(value, "detach"):  # a torch tensor (bfloat16, which NumPy lacks, widened exactly)
+                try:
+                    t = value.detach().cpu().resolve_conj().resolve_neg()
+                    value = (t.float() if str(t.dtype) == "torch.bfloat16" else t).numpy()
+                except (TypeError, RuntimeError) as exc:  # sparse, meta, ... (NotImplementedError is a RuntimeError)
+                    raise TypeError(
+                        f"state_dict[{name!r}] must be a dense floating-point tensor with data, got {exc}"
+                    ) from exc
             arr = _checks.float_array(value, f"state_dict[{name!r}]", self.dtype)
             _checks.shape(arr, f"state_dict[{name!r}]", target.shape)
+            if any(np.may_share_memory(arr, p) for p in self._params.values()):
+                arr = arr.copy()  # a view of this layer's own parameters: keep it from the copies below
             staged[name] = arr
         for name, arr in staged.items():
             np.copyto(self._params[name], arr)
@@ -297,6 +312,8 @@ class _Recurrent:
         dstate : ndarray or tuple of ndarrays
             Gradient with respect to the initial state (``dh0``, or ``(dh0, dc0)`` for LSTM).
         """
+        if not isinstance(accumulate, (bool, np.bool_)):
+            raise TypeError(f"accumulate must be a bool, got {type(accumulate).__name__}")
         rec = self._tape
         if rec is None:
             raise RuntimeError(

@@ -29,12 +29,12 @@ Training on several processes or machines: wrap the module in
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import cuda, functional
@@ -59,6 +59,49 @@ def _tensor(a: Any) -> torch.Tensor | None:
     return a if a is None or isinstance(a, torch.Tensor) else torch.from_numpy(a)
 
 
+class _SecondOrder(torch.autograd.Function):
+    """The identity on first-order gradients; differentiating them again raises."""
+
+    @staticmethod
+    def forward(ctx, *grads):  # type: ignore[no-untyped-def]
+        return tuple(g.view_as(g) for g in grads)
+
+    @staticmethod
+    def backward(ctx, *grads):  # type: ignore[no-untyped-def]
+        raise RuntimeError(
+            "fusedrnn.torch does not support double backward (differentiating a gradient taken with "
+            "create_graph=True through one of its layers)"
+        )
+
+
+def _first_order_only(backward: Callable[..., Any]) -> Callable[..., Any]:
+    """A backward that is not differentiable itself. Under ``create_graph=True`` (grad mode on in the
+    backward) its gradients pass through _SecondOrder, so that differentiating them raises.
+
+    ``torch.autograd.function.once_differentiable`` raises only when an incoming gradient requires
+    grad; for a loss linear in the outputs (``y.sum()``) none does, and the gradients, which depend
+    on x and the weights through the tape (NumPy copies, invisible to autograd), came back as
+    constants: a gradient penalty silently lost its terms through this layer.
+    """
+
+    @functools.wraps(backward)
+    def wrapper(ctx: Any, *grads: Any) -> Any:
+        with torch.no_grad():
+            outputs = backward(ctx, *grads)
+        if not torch.is_grad_enabled():
+            return outputs
+        present = [i for i, g in enumerate(outputs) if g is not None]
+        if not present:
+            return outputs
+        guarded = _SecondOrder.apply(*(outputs[i].detach().requires_grad_() for i in present))
+        result = list(outputs)
+        for i, g in zip(present, guarded):
+            result[i] = g
+        return tuple(result)
+
+    return wrapper
+
+
 class _LayerFunction(torch.autograd.Function):
     """One layer, one direction: fusedrnn.functional's forward and backward as an autograd node.
 
@@ -80,7 +123,7 @@ class _LayerFunction(torch.autograd.Function):
         return _tensor(y), _tensor(h_n), _tensor(c_n)
 
     @staticmethod
-    @once_differentiable
+    @_first_order_only
     def backward(ctx, dy, dh_n, dc_n):  # type: ignore[no-untyped-def]
         tape = ctx.tape
         g = functional._backward(tape.cell, tape, _array(dy), _array(dh_n), _array(dc_n) if ctx.has_c else None)
@@ -231,6 +274,8 @@ class _FusedForward:
                 raise ValueError(f"{name} {label} must have shape {expected}, got {tuple(part.shape)}")
             if part.dtype != x.dtype:
                 raise TypeError(f"{name} {label} must have dtype {x.dtype} like the input, got {part.dtype}")
+            if part.device != x.device:
+                raise ValueError(f"{name} {label} must be on {x.device} like the input, got {part.device}")
             states.append(part.unsqueeze(1) if unbatched else part)
         return states
 
