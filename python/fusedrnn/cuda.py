@@ -51,6 +51,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _checks
+
 try:  # the compiled CUDA module exists only in CUDA-enabled builds
     from . import _cuda  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - depends on the build
@@ -498,15 +500,8 @@ def _lengths(lengths: Any, T: int, B: int, ctx: _Ctx) -> Any:
             raise ValueError("lengths must be C-contiguous")
         if host.size:
             _cuda.memcpy_dtoh(host, v.ptr, ctx.stream, ctx.device)
-    else:
-        host = np.asarray(lengths)
-    if host.dtype.kind not in "iu":
-        raise ValueError(f"lengths must be integers, got dtype {host.dtype}")
-    if host.shape != (B,):
-        raise ValueError(f"lengths must have shape ({B},) (one per sequence), got {host.shape}")
-    if B and (host.min() < 1 or host.max() > T):
-        raise ValueError(f"lengths must lie in [1, {T}] (T = {T}), got values from {host.min()} to {host.max()}")
-    return ctx.from_host(np.array(host, dtype=np.int64, order="C"))
+        lengths = host
+    return ctx.from_host(_checks.lengths_array(lengths, T, B))  # the host path's checks
 
 
 def _ptr(arr: Any) -> int:
