@@ -11,8 +11,9 @@ the working tree:
 
 Calls the configuration (``f`` forward, ``p`` through packed weights) for ``--seconds`` (4) on two
 threads and prints, per rank and step: the products, the pointwise work (loads of W x and c, the
-cell's math, the stores), the rest of the step's work (bookkeeping, prefetches, the counter reads
-themselves: ~4 per group) and the wait at the step's barrier; then the steps' share of a call.
+cell's math, the stores), the packing of h per group (``pack_h_groups``, B >= 8 on AVX-512), the
+rest of the step's work (bookkeeping, prefetches, the counter reads themselves: ~4 per group) and
+the wait at the step's barrier; then the steps' share of a call.
 A step's floor: its products' FLOPs per rank over one core's FMA peak (``_C.fma_peak_gflops``
 on two threads, halved), printed beside them (perf-notes, fourteenth session).
 """
@@ -51,10 +52,11 @@ def main() -> None:
     floor_us = 2 * G * args.H * args.H * args.B / 2 / core_peak / 1e3  # half the step's products
     print(f"{cfg} {args.mode}: {per_call * 1e3:.3f} ms per call ({calls} calls); TSC {hz / 1e9:.3f} GHz; "
           f"products' floor {floor_us:.2f} us per rank and step at {core_peak:.0f} GFLOP/s per core")
-    for rank, (products, pointwise, work, barrier, steps) in enumerate(_C.step_parts()):
+    for rank, (products, pointwise, work, barrier, steps, pack_h) in enumerate(_C.step_parts()):
         us = lambda cycles: cycles / steps / hz * 1e6  # noqa: E731
         print(f"  rank {rank}, us per step: products {us(products):.2f}, pointwise {us(pointwise):.2f}, "
-              f"other work {us(work - products - pointwise):.2f}, barrier {us(barrier):.2f}; "
+              f"packing h {us(pack_h):.2f}, other work {us(work - products - pointwise - pack_h):.2f}, "
+              f"barrier {us(barrier):.2f}; "
               f"total {us(work + barrier):.2f}, {100 * (work + barrier) / hz / (steps / args.T) / per_call:.0f}% "
               "of the call")
 

@@ -104,7 +104,8 @@ inline ScratchBytes allocate_scratch(std::size_t bytes) {
 // R is 38 MB. Larger requests are allocated for the call alone. A thread
 // holds one Scratch per slot at a time (it runs one call at a time; a call uses each slot once).
 enum ScratchSlot {
-  kRecurrentSlot, kRecurrentBlockSlot, kBiasSlot, kProjectionSlot, kGemmASlot, kGemmBSlot, kGatesSlot, kPackedHSlot, kScratchSlots
+  kRecurrentSlot, kRecurrentBlockSlot, kBiasSlot, kProjectionSlot, kGemmASlot, kGemmBSlot, kGatesSlot, kPackedHSlot,
+  kScratchSlots
 };
 constexpr std::size_t kKeptScratchBytes = std::size_t{64} << 20;
 
@@ -973,19 +974,19 @@ void forward_impl(const ForwardParams<S>& p) {
 
   const index_t r_size = num_blocks<S>(H) * P * G * U;
   const bool prepacked = p.packed.w_hh != nullptr;  // then every packed buffer is given
+  // The step's h packed per group of kPackedRows sequences, where the cell has such passes and
+  // every sequence runs all steps (with lengths, a group's rows are not a packed group's).
+  constexpr int packed_rows = kPackedRows<kGateGroup<G>, S>;
+  constexpr bool can_pack = packed_rows > 0 && !Project;
+  const bool packed_h = can_pack && n.lengths == nullptr && B >= kPackedHFromBatch;
   // Large steps are shared: tasks of one block and a chunk of rows, which a rank that has run out
   // of its own blocks takes from the other ranks' ends (the ranks' speeds here vary from moment
   // to moment; perf-notes, twelfth session). Chunks are whole groups.
-  constexpr int packed_rows = kPackedRows<kGateGroup<G>, S>;
-  constexpr bool can_pack = packed_rows > 0 && !Project;
-  // The step's h packed per group of kPackedRows sequences, where the cell has such passes and
-  // every sequence runs all steps (with lengths, a group's rows are not a packed group's).
-  const bool packed_h = can_pack && n.lengths == nullptr && B >= kPackedHFromBatch;
   const index_t chunk_rows = share_rows(B, packed_h ? packed_rows : kMaxRows<kGateGroup<G>>, 2.0 * G * U * P);
   const long chunks = chunk_rows > 0 ? static_cast<long>((B + chunk_rows - 1) / chunk_rows) : 1;
   // A single step reads R once: packed whole first, its copy (the size of R) went out to L3 or
   // memory and came back for the step. Packed block by block as the step reaches each block, into
-  // a buffer of one block per rank, the copy stays in that core's cache (one-step forwards 0.60-0.80
+  // a buffer of one block per rank, the copy stays in that core's cache (one-step forwards 0.59-0.85
   // of the time; perf-notes, eighteenth session). Not where a block's rows are split into chunks:
   // each chunk would pack the block again.
   const bool r_by_block = !prepacked && T == 1 && chunks == 1;
