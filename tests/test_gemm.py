@@ -2,7 +2,7 @@
 
 Against float64 products on shapes that are not multiples of the register tiles (6 rows, and on
 AVX-512 12 rows from 192 rows up) or of the cache blocks (MC = 96; KC = 256 and NC = 2048, or on
-AVX-512 from the caches: 128-1024 and 64-4096, e.g. 512 and 768 with a 48 KB L1 and a 2 MB L2),
+AVX-512 from the caches: 128-1024 and 64-4096, e.g. 512 and 512 with a 48 KB L1 and a 2 MB L2),
 bitwise identical for 1..3 threads and for either tile, and the bench mode end to end.
 """
 
