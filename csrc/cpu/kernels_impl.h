@@ -172,7 +172,7 @@ struct Tile {
   // and large GEMMs took 0.85-0.96 of the time (two shapes 1.04), 512 and 768 within 1.5% of that
   // (perf-notes, sixteenth session; benchmarks/patches/gemm_blocking.patch). A B block of half the
   // L2 rather than three quarters (NC 512, not 768): large GEMMs 0.91-0.96, M = 1-25 0.87-0.91, the
-  // rest level; forwards and forward + backward 0.89-0.98 (eighteenth session;
+  // rest level; forwards and forward + backward 0.89-1.00 (eighteenth session;
   // benchmarks/patches/gemm_kc_nc_env.patch). AVX2 and the portable build keep 256 and 2048: the
   // same model made AVX2 1.5-3% slower there.
   static index_t KC() { return blocking().kc; }
