@@ -167,14 +167,19 @@ struct Tile {
   // Depth (KC) and columns (NC) of a packed block of B. On AVX-512 from this machine's caches, as
   // the GEMM walks row tile by row tile (rows_first): one wide tile's A panel (MR_WIDE x KC) fills
   // half the L1 and stays there while the tile sweeps the B block (KC x NC), which fills half the
-  // L2 (48 KB and 2 MB: 512 and 512; 32 KB and 1 MB: 336 and 384, not measured). On an Intel Xeon,
+  // L2, but at least 1 MB (48 KB and 2 MB: 512 and 512; 48 KB and 1 MB: 512 and 512; 32 KB and
+  // 1 MB: 336 and 768, not measured). On an Intel Xeon,
   // against KC = 1024, NC = 2048 in the order of the rule below: with 384 and 1024 the kernels' mid
   // and large GEMMs took 0.85-0.96 of the time (two shapes 1.04), 512 and 768 within 1.5% of that
   // (perf-notes, sixteenth session; benchmarks/patches/gemm_blocking.patch). A B block of half the
   // L2 rather than three quarters (NC 512, not 768): large GEMMs 0.91-0.96, M = 1-25 0.87-0.91, the
   // rest level; forwards and forward + backward 0.89-1.00 (eighteenth session;
   // benchmarks/patches/gemm_kc_nc_env.patch). AVX2 and the portable build keep 256 and 2048: the
-  // same model made AVX2 1.5-3% slower there.
+  // same model made AVX2 1.5-3% slower there. On an AMD Zen 5 (L2 1 MB), where half the L2 gave
+  // NC 256, a B block of 1 MB (NC 512) took large GEMMs 0.95-0.99 of the time, M <= 200 level, and
+  // forwards and forward + backward 0.98-1.00; 2 MB (NC 1024) large GEMMs 0.95-0.98 of that again
+  // but M = 1-25 1.02-1.04 (nineteenth session; benchmarks/patches/gemm_kc_nc_env.patch): the B
+  // block streams from L3 fast enough there, so its floor is what suits the other machine.
   static index_t KC() { return blocking().kc; }
   static index_t NC() { return blocking().nc; }
   static constexpr bool rows_first = kVectorBytes == 64;
@@ -192,7 +197,8 @@ struct Tile {
       if (const long v = sysconf(_SC_LEVEL2_CACHE_SIZE); v >= (256 << 10) && v <= (64 << 20)) l2 = v;
 #endif
       const index_t kc = std::clamp<index_t>(l1 / 2 / (MR_WIDE * index_t(sizeof(S))) / 16 * 16, 128, 1024);
-      const index_t nc = std::clamp<index_t>(l2 / 2 / (kc * index_t(sizeof(S))) / NR * NR, 4 * NR, 4096);
+      const index_t b_block = std::max<index_t>(l2 / 2, 1 << 20);
+      const index_t nc = std::clamp<index_t>(b_block / (kc * index_t(sizeof(S))) / NR * NR, 4 * NR, 4096);
       return Blocking{kc, nc};
     }();
     return b;
