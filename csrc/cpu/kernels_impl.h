@@ -1365,8 +1365,12 @@ void backward_impl(const BackwardParams<S>& p) {
   }, 4.0 * T * B * GH * (I + P) + 4.0 * T * B * P * H * Project + packing_flops<Project>(GH, 0, P, H));
 }
 
+// With no sequences (B = 0) nothing is computed: every output but the parameters' gradients is
+// empty, and those are zero. The step loops would otherwise walk all T steps for nothing (T = 2^40
+// took hours and could not be interrupted).
 template <class S>
 void forward_any(CellKind cell, const ForwardParams<S>& p) {
+  if (p.n.B == 0) return;
   switch (cell) {
     case CellKind::rnn_tanh: return forward_impl<RnnTanhCell, false>(p);
     case CellKind::rnn_relu: return forward_impl<RnnReluCell, false>(p);
@@ -1378,6 +1382,15 @@ void forward_any(CellKind cell, const ForwardParams<S>& p) {
 
 template <class S>
 void backward_any(CellKind cell, const BackwardParams<S>& p) {
+  if (p.n.B == 0) {
+    const index_t GH = (cell == CellKind::lstm ? 4 : cell == CellKind::gru ? 3 : 1) * p.n.H;
+    std::fill_n(p.dw_ih, GH * p.n.I, S(0));
+    std::fill_n(p.dw_hh, GH * p.n.P, S(0));
+    std::fill_n(p.db_ih, GH, S(0));
+    std::fill_n(p.db_hh, GH, S(0));
+    if (p.w_hr) std::fill_n(p.dw_hr, p.n.P * p.n.H, S(0));
+    return;
+  }
   switch (cell) {
     case CellKind::rnn_tanh: return backward_impl<RnnTanhCell, false>(p);
     case CellKind::rnn_relu: return backward_impl<RnnReluCell, false>(p);

@@ -241,13 +241,12 @@ def _forward(
     c_prev = empty((T, B, H), dtype) if need_tape and lstm else None
     aux = empty((T, B, H), dtype) if need_tape and cell == "gru" else None
     m = empty((T, B, H), dtype) if need_tape and projected else None
-    if B:  # B = 0: every output is empty; the kernels would still walk all T steps (T may be huge)
-        _C.forward(
-            getattr(_C.CellKind, cell), T, B, I, H, P, bool(reverse), lengths_arr,
-            x_c, np.ascontiguousarray(h0_arr), np.ascontiguousarray(c0_arr) if lstm else None,
-            w_ih_c, w_hh_c, np.ascontiguousarray(b_ih), np.ascontiguousarray(b_hh) if b_hh is not None else None, w_hr_c,
-            y, h_n, c_n, gates, h_prev, c_prev, aux, m, packed._packed if packed is not None else None,
-        )  # fmt: skip
+    _C.forward(
+        getattr(_C.CellKind, cell), T, B, I, H, P, bool(reverse), lengths_arr,
+        x_c, np.ascontiguousarray(h0_arr), np.ascontiguousarray(c0_arr) if lstm else None,
+        w_ih_c, w_hh_c, np.ascontiguousarray(b_ih), np.ascontiguousarray(b_hh) if b_hh is not None else None, w_hr_c,
+        y, h_n, c_n, gates, h_prev, c_prev, aux, m, packed._packed if packed is not None else None,
+    )  # fmt: skip
     tape = None
     if need_tape:
         tape = Tape(
@@ -287,19 +286,14 @@ def _backward(cell: str, tape: Any, dy: Any, dh_n: Any, dc_n: Any) -> dict[str, 
     grads["weight_hh"] = empty((GH, P), dtype)
     db_ih, db_hh = empty((GH,), dtype), empty((GH,), dtype)
     dw_hr = empty((P, H), dtype) if projected else None
-    if B:
-        _C.backward(
-            getattr(_C.CellKind, cell), T, B, I, H, P, tape.reverse, tape.lengths,
-            tape.x, tape.weight_ih, tape.weight_hh, tape.weight_hr, tape.gates, tape.h_prev, tape.c_prev, tape.aux,
-            tape.m, _checks.contiguous(dy_arr), dh_n_arr, dc_n_arr,
-            grads["x"], grads["h0"], grads.get("c0"), grads["weight_ih"], grads["weight_hh"], db_ih, db_hh, dw_hr,
-            empty((T, B, GH), dtype), empty((T, B, GH), dtype) if cell == "gru" else None,
-            empty((T, B, P), dtype) if projected else None,
-        )  # fmt: skip
-    else:  # B = 0 (see _forward): the inputs' gradients are empty, the parameters' zero
-        for g in (grads["weight_ih"], grads["weight_hh"], db_ih, db_hh, dw_hr):
-            if g is not None:
-                g.fill(0)
+    _C.backward(
+        getattr(_C.CellKind, cell), T, B, I, H, P, tape.reverse, tape.lengths,
+        tape.x, tape.weight_ih, tape.weight_hh, tape.weight_hr, tape.gates, tape.h_prev, tape.c_prev, tape.aux,
+        tape.m, _checks.contiguous(dy_arr), dh_n_arr, dc_n_arr,
+        grads["x"], grads["h0"], grads.get("c0"), grads["weight_ih"], grads["weight_hh"], db_ih, db_hh, dw_hr,
+        empty((T, B, GH), dtype), empty((T, B, GH), dtype) if cell == "gru" else None,
+        empty((T, B, P), dtype) if projected else None,
+    )  # fmt: skip
     grads["bias_ih"] = db_ih if tape.has_bias else None
     grads["bias_hh"] = db_hh if tape.has_bias else None
     if projected:
