@@ -45,11 +45,12 @@ KINDS = (*CELLS, "lstm_proj")
 # MFLOP forward).
 BIG = (40, 8, 50, 70)
 # Steps large enough that the ranks share them (share_rows in kernels_impl.h: a block's product
-# over all B rows at least 250 KFLOP): tasks of one block and a chunk of rows, taken by whichever
-# rank is free, with B not a whole number of chunks. Every forward in float32 and every fused
-# backward walk is shared at this size. (With packed weights the input projection's rows are
-# shared too: test_packed.py.)
-SHARED = (5, 70, 17, 129)
+# over all B rows at least 1 MFLOP): tasks of one block and a chunk of rows, taken by whichever
+# rank is free, with B not a whole number of chunks. Every forward in float32 on AVX-512 and every
+# fused backward walk is shared at this size (the Elman forward in chunks of 256 rows, the LSTM's
+# of 64, the GRU's of 88). (With packed weights the input projection's rows are shared too:
+# test_packed.py.)
+SHARED = (5, 300, 17, 129)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -963,8 +963,13 @@ double packing_flops(index_t GH, index_t I, index_t P, index_t H) {
 }
 
 // Rows per task when the ranks share a step's work (0: they do not): whole groups of `group` rows,
-// enough for kMinTaskFlops of products, or 0 where all B rows have fewer.
-constexpr double kMinTaskFlops = 2.5e5;
+// enough for kMinTaskFlops of products, or 0 where all B rows have fewer. 1 MFLOP, not the 250
+// KFLOP the sharing began with on a Zen 3 VM (~2 us per task there): on an AMD Zen 5 (288 GFLOP/s
+// per core, 250 KFLOP ~0.9 us) the shorter tasks cost forwards up to 8% against none shared, and
+// did not come back with steals allowed only from a rank two or more tasks behind; 1 MFLOP took
+// forwards 0.92-0.99 of the time (LSTM H=256 B=16 0.92, H=256 B=64 0.94, GRU H=512 B=32 0.97,
+// LSTM B=4 H=1536 0.98), forward + backward 0.996-1.000 (perf-notes, nineteenth session).
+constexpr double kMinTaskFlops = 1e6;
 inline index_t share_rows(index_t B, index_t group, double flops_per_row) {
   if (B * flops_per_row < kMinTaskFlops) return 0;
   index_t rows = group;
